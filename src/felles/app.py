@@ -1,0 +1,67 @@
+"""create_app(): the ASGI application, built from each part's routers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from felles import __version__
+from felles.config import Settings, get_settings
+from felles.db import Database
+from felles.web import pages as web_pages
+from felles.web.errors import CatchAllMiddleware, guard_rejection, install_error_handlers
+from felles.web.keys import ensure_data_dir, load_or_create_secret
+from felles.web.observability import RequestContextMiddleware, configure_logging
+from felles.web.security import CsrfTokens, GuardMiddleware, SecurityHeadersMiddleware
+from felles.web.templating import STATIC_DIR
+
+# Paths whose unsafe requests carry tokens, not cookies, and so need no CSRF token.
+CSRF_EXEMPT = ("/api/",)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    ensure_data_dir(settings.data_dir)
+    configure_logging(settings.log_level)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await app.state.db.dispose()
+
+    app = FastAPI(
+        title="Felles",
+        version=__version__,
+        description="Common digital building blocks for a public sector.",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/api/openapi.json",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.db = Database(settings.resolved_database_url)
+
+    install_error_handlers(app)
+    app.add_middleware(CatchAllMiddleware)
+    app.add_middleware(
+        GuardMiddleware,
+        tokens=CsrfTokens(load_or_create_secret(settings.keys_dir / "csrf.key")),
+        max_body=settings.max_body_bytes,
+        exempt_prefixes=CSRF_EXEMPT,
+        reject=guard_rejection,
+        secure_cookie=settings.https,
+    )
+    app.add_middleware(SecurityHeadersMiddleware, hsts=settings.https)
+    app.add_middleware(RequestContextMiddleware)
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.include_router(web_pages.router)
+    return app
+
+
+def app_factory() -> FastAPI:
+    """Entry point for `uvicorn --factory` (each worker process builds its own app)."""
+    return create_app()

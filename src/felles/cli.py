@@ -1,0 +1,157 @@
+"""The `felles` command. Each part adds its own sub-commands (its cli.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import socket
+import sys
+from collections.abc import Coroutine
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import typer
+from rich.console import Console
+
+from felles.config import Settings, get_settings
+from felles.db import Database, DatabaseUnavailable
+from felles.registry.numbers import InvalidNumber
+from felles.web.keys import DataDirError, ensure_data_dir
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    help="Felles: common digital building blocks for a public sector.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+err = Console(stderr=True)
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """One clear line on stderr, never a traceback."""
+    err.print(f"[bold red]Error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine and turn the errors people cause into one line each."""
+    try:
+        return asyncio.run(coro)
+    except DatabaseUnavailable as exc:
+        fail(str(exc))
+    except DataDirError as exc:
+        fail(str(exc))
+    except InvalidNumber as exc:
+        fail(f"{exc}.", code=2)
+
+
+def settings() -> Settings:
+    try:
+        value = get_settings()
+        ensure_data_dir(value.data_dir)
+    except DataDirError as exc:
+        fail(str(exc))
+    except ValueError as exc:  # pydantic's ValidationError is a ValueError
+        fail(f"The configuration is not valid: {exc}".splitlines()[0])
+    return value
+
+
+async def with_database(settings: Settings, work: Any) -> Any:
+    """Open the configured database, check it answers, run `work(db)`, close it."""
+    db = Database(settings.resolved_database_url)
+    try:
+        await db.ping()
+        return await work(db)
+    finally:
+        await db.dispose()
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Migrate the database to the newest schema."""
+    conf = settings()
+
+    async def work(db: Database) -> None:
+        await db.upgrade()
+
+    run(with_database(conf, work))
+    err.print("Database is up to date.")
+
+
+def check_port_free(host: str, port: int) -> None:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                fail(
+                    f"Port {port} on {host} is already in use. "
+                    f"Stop what is using it, or choose another with --port."
+                )
+            fail(f"Cannot listen on {host}:{port} ({exc.strerror}). Check --host and --port.")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 8000,
+    workers: Annotated[int, typer.Option(help="Worker processes.", min=1, max=64)] = 1,
+    demo: Annotated[
+        bool, typer.Option("--demo", help="Seed a small synthetic country if the database is empty.")
+    ] = False,
+    reload: Annotated[bool, typer.Option(help="Restart on code changes (development).")] = False,
+) -> None:
+    """Serve the whole platform over HTTP."""
+    import uvicorn
+
+    from felles.demo.service import seed_if_empty
+
+    conf = settings()
+    if demo and not conf.demo_allowed():
+        fail("Demo data is never seeded when FELLES_ENV=prod. Unset --demo or FELLES_ENV.")
+    check_port_free(host, port)
+
+    async def prepare(db: Database) -> None:
+        if conf.is_sqlite or conf.env.value != "prod":
+            await db.upgrade()
+        if demo:
+            await seed_if_empty(db, persons=conf.demo_persons, seed=conf.demo_seed)
+
+    run(with_database(conf, prepare))
+    err.print(f"Felles is running on http://{host}:{port}  (press Ctrl+C to stop)")
+    uvicorn.run(
+        "felles.app:app_factory",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        reload=reload,
+        log_config=None,
+        access_log=False,
+        proxy_headers=True,
+        server_header=False,
+    )
+
+
+def _register_parts() -> None:
+    from felles.demo.cli import app as demo_app
+    from felles.registry.cli import app as registry_app
+
+    app.add_typer(registry_app, name="registry")
+    app.add_typer(demo_app, name="demo")
+
+
+_register_parts()
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,75 @@
+"""Settings: every knob is an environment variable named FELLES_*."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Environment(StrEnum):
+    dev = "dev"
+    test = "test"
+    prod = "prod"
+
+
+class Settings(BaseSettings):
+    """Runtime configuration, read from the environment (and `.env` if present)."""
+
+    model_config = SettingsConfigDict(env_prefix="FELLES_", env_file=".env", extra="ignore")
+
+    env: Environment = Environment.dev
+    data_dir: Path = Path("var")
+    database_url: str | None = Field(
+        default=None, description="Defaults to SQLite in the data dir."
+    )
+    base_url: str = "http://127.0.0.1:8000"
+    redis_url: str | None = None
+    log_level: str = "INFO"
+    demo_persons: int = Field(default=2000, ge=1, le=6_000_000)
+    demo_seed: int = 2016
+    max_body_bytes: int = Field(default=1_000_000, ge=1024)
+
+    @field_validator("base_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The async SQLAlchemy URL, with SQLite in the data dir unless told otherwise."""
+        url = self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'felles.db'}"
+        return to_async_url(url)
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.data_dir / "keys"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.resolved_database_url.startswith("sqlite")
+
+    @property
+    def https(self) -> bool:
+        return self.base_url.startswith("https://")
+
+    def demo_allowed(self) -> bool:
+        """Demo and test-only features (seeded data, TestID) never run in production."""
+        return self.env is not Environment.prod
+
+
+def to_async_url(url: str) -> str:
+    """Accept the URLs people write and give the async driver SQLAlchemy needs."""
+    if url.startswith("sqlite:///") or url.startswith("sqlite+pysqlite:///"):
+        return "sqlite+aiosqlite:///" + url.split(":///", 1)[1]
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,1 @@
+"""A deterministic synthetic country for trying out and testing Felles."""

@@ -1,0 +1,51 @@
+"""`felles demo ...`: make the synthetic country."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from felles.cli import err, fail, run, settings, with_database
+from felles.db import Database
+
+app = typer.Typer(help="Synthetic demo data.", no_args_is_help=True)
+
+
+@app.command("seed")
+def seed_command(
+    persons: Annotated[int, typer.Option(help="How many people to create.", min=1)] = 10_000,
+    seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same country.")] = 2016,
+) -> None:
+    """Create a synthetic country: people, families, businesses with roles, agencies."""
+    from felles.demo.service import DemoError, seed_country
+
+    conf = settings()
+    if not conf.demo_allowed():
+        fail("Demo data is never seeded when FELLES_ENV=prod.")
+
+    async def work(db: Database) -> object:
+        await db.upgrade()
+        with Progress(
+            TextColumn("[bold]Seeding"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("people"),
+            TimeElapsedColumn(),
+            console=err,
+            transient=False,
+        ) as bar:
+            task = bar.add_task("seed", total=persons)
+            return await seed_country(
+                db,
+                persons=persons,
+                seed=seed,
+                progress=lambda done: bar.update(task, completed=done),
+            )
+
+    try:
+        summary = run(with_database(conf, work))
+    except DemoError as exc:
+        fail(str(exc))
+    err.print(str(summary))

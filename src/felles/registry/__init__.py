@@ -1,0 +1,1 @@
+"""The registers behind "once only": people, businesses, roles, contact details, agencies."""

@@ -1,0 +1,287 @@
+"""The registry's service API: what other parts call to use the registers.
+
+Every function that reads one person's data on behalf of someone takes an `Access`
+naming who asks and why, and records it, so a citizen can later see who used their
+data. Lists for operators (the CLI) do not record per person.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from felles.registry.models import (
+    Agency,
+    ContactInfo,
+    DataAccess,
+    Organisation,
+    Person,
+    PersonEvent,
+    PersonEventKind,
+    Relation,
+    RelationKind,
+    Role,
+)
+from felles.registry.numbers import parse_orgnr, parse_pid
+from felles.registry.schemas import (
+    AgencyRecord,
+    ContactRecord,
+    DataAccessRecord,
+    OrganisationRecord,
+    PersonEventRecord,
+    PersonRecord,
+    RelativeRecord,
+    RoleInOrganisation,
+    RoleRecord,
+)
+
+
+class NotFound(LookupError):
+    """Nothing in the register under that number."""
+
+
+@dataclass(frozen=True, slots=True)
+class Access:
+    """Who reads a person's data and for what purpose (recorded with every lookup)."""
+
+    accessed_by: str
+    purpose: str
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    street: str
+    postal_code: str
+    postal_town: str
+    municipality_number: str
+    municipality_name: str
+
+
+async def _record(session: AsyncSession, pid: str, access: Access, dataset: str) -> None:
+    session.add(
+        DataAccess(
+            pid=pid, accessed_by=access.accessed_by, purpose=access.purpose, dataset=dataset
+        )
+    )
+    await session.flush()
+
+
+async def _person_row(session: AsyncSession, pid: str) -> Person:
+    person = await session.get(Person, parse_pid(pid).value)
+    if person is None:
+        raise NotFound("No person with that national identity number")
+    return person
+
+
+async def get_person(session: AsyncSession, pid: str, access: Access) -> PersonRecord:
+    """One person from the population register."""
+    person = await _person_row(session, pid)
+    await _record(session, person.pid, access, "person")
+    return PersonRecord.model_validate(person)
+
+
+async def find_person(session: AsyncSession, pid: str, access: Access) -> PersonRecord | None:
+    """Like get_person, but None when there is no such person."""
+    try:
+        return await get_person(session, pid, access)
+    except NotFound:
+        return None
+
+
+async def relatives(
+    session: AsyncSession, pid: str, access: Access, kind: RelationKind | None = None
+) -> list[RelativeRecord]:
+    """A person's parents, children and spouse (or only one kind)."""
+    person = await _person_row(session, pid)
+    query = (
+        select(Relation, Person)
+        .join(Person, Person.pid == Relation.related_pid)
+        .where(Relation.pid == person.pid)
+        .order_by(Relation.kind, Person.birth_date)
+    )
+    if kind is not None:
+        query = query.where(Relation.kind == kind.value)
+    rows = (await session.execute(query)).all()
+    await _record(session, person.pid, access, f"relations:{kind.value if kind else 'all'}")
+    return [
+        RelativeRecord(
+            kind=rel.kind, since=rel.since, person=PersonRecord.model_validate(other)
+        )
+        for rel, other in rows
+    ]
+
+
+async def children(session: AsyncSession, pid: str, access: Access) -> list[PersonRecord]:
+    """A person's children, eldest first."""
+    return [r.person for r in await relatives(session, pid, access, RelationKind.child)]
+
+
+async def history(session: AsyncSession, pid: str, access: Access) -> list[PersonEventRecord]:
+    """Everything the register has recorded about a person, oldest first."""
+    person = await _person_row(session, pid)
+    rows = await session.scalars(
+        select(PersonEvent).where(PersonEvent.pid == person.pid).order_by(PersonEvent.id)
+    )
+    await _record(session, person.pid, access, "history")
+    return [PersonEventRecord.model_validate(e) for e in rows]
+
+
+async def roles_of(session: AsyncSession, pid: str, access: Access) -> list[RoleInOrganisation]:
+    """The organisations where a person holds a role: whom they may act for."""
+    person = await _person_row(session, pid)
+    rows = (
+        await session.execute(
+            select(Role, Organisation)
+            .join(Organisation, Organisation.orgnr == Role.orgnr)
+            .where(Role.pid == person.pid)
+            .order_by(Organisation.name, Role.code)
+        )
+    ).all()
+    await _record(session, person.pid, access, "roles")
+    return [
+        RoleInOrganisation(
+            code=role.code, since=role.since, organisation=OrganisationRecord.model_validate(org)
+        )
+        for role, org in rows
+    ]
+
+
+async def contact(session: AsyncSession, pid: str, access: Access) -> ContactRecord | None:
+    """Contact details and reservation from the contact register, None if never registered."""
+    person = await _person_row(session, pid)
+    row = await session.get(ContactInfo, person.pid)
+    await _record(session, person.pid, access, "contact")
+    return ContactRecord.model_validate(row) if row else None
+
+
+async def data_access_log(
+    session: AsyncSession, pid: str, limit: int = 100
+) -> list[DataAccessRecord]:
+    """Who has used this person's data, newest first (for the person themself)."""
+    person = await _person_row(session, pid)
+    rows = await session.scalars(
+        select(DataAccess)
+        .where(DataAccess.pid == person.pid)
+        .order_by(DataAccess.accessed_at.desc(), DataAccess.id.desc())
+        .limit(limit)
+    )
+    return [DataAccessRecord.model_validate(r) for r in rows]
+
+
+async def relocate(
+    session: AsyncSession, pid: str, address: Address, effective_on: date
+) -> PersonRecord:
+    """Move a person: the current address changes and the move is kept as an event."""
+    person = await _person_row(session, pid)
+    previous = {
+        "street": person.street,
+        "postal_code": person.postal_code,
+        "postal_town": person.postal_town,
+        "municipality_number": person.municipality_number,
+    }
+    person.street = address.street
+    person.postal_code = address.postal_code
+    person.postal_town = address.postal_town
+    person.municipality_number = address.municipality_number
+    person.municipality_name = address.municipality_name
+    session.add(
+        PersonEvent(
+            pid=person.pid,
+            kind=PersonEventKind.relocation.value,
+            effective_on=effective_on,
+            data={"from": previous, "to": _address_dict(address)},
+        )
+    )
+    await session.flush()
+    return PersonRecord.model_validate(person)
+
+
+def _address_dict(address: Address) -> dict[str, str]:
+    return {
+        "street": address.street,
+        "postal_code": address.postal_code,
+        "postal_town": address.postal_town,
+        "municipality_number": address.municipality_number,
+    }
+
+
+# --- Organisations ---------------------------------------------------------------------
+
+
+async def get_organisation(session: AsyncSession, orgnr: str) -> OrganisationRecord:
+    """One organisation from the business register (public data: not recorded)."""
+    org = await session.get(Organisation, parse_orgnr(orgnr))
+    if org is None:
+        raise NotFound("No organisation with that organisation number")
+    return OrganisationRecord.model_validate(org)
+
+
+async def roles_in(session: AsyncSession, orgnr: str) -> list[RoleRecord]:
+    """Everyone with a role in an organisation (the public role register)."""
+    rows = await session.scalars(
+        select(Role).where(Role.orgnr == parse_orgnr(orgnr)).order_by(Role.code, Role.pid)
+    )
+    return [RoleRecord.model_validate(r) for r in rows]
+
+
+async def list_people(
+    session: AsyncSession, *, limit: int = 20, offset: int = 0, reserved: bool | None = None
+) -> list[PersonRecord]:
+    """People in register order (for operators and the demo; nothing is recorded)."""
+    query = select(Person).order_by(Person.family_name, Person.given_name, Person.pid)
+    if reserved is not None:
+        query = query.join(ContactInfo, ContactInfo.pid == Person.pid).where(
+            ContactInfo.reserved.is_(reserved)
+        )
+    rows = await session.scalars(query.limit(limit).offset(offset))
+    return [PersonRecord.model_validate(p) for p in rows]
+
+
+async def list_organisations(
+    session: AsyncSession, *, limit: int = 50, offset: int = 0, form: str | None = None
+) -> list[OrganisationRecord]:
+    query = select(Organisation).order_by(Organisation.name, Organisation.orgnr)
+    if form is not None:
+        query = query.where(Organisation.form == form)
+    rows = await session.scalars(query.limit(limit).offset(offset))
+    return [OrganisationRecord.model_validate(o) for o in rows]
+
+
+async def list_agencies(session: AsyncSession) -> list[AgencyRecord]:
+    rows = await session.scalars(select(Agency).order_by(Agency.level, Agency.slug))
+    return [AgencyRecord.model_validate(a) for a in rows]
+
+
+async def get_agency(session: AsyncSession, slug_or_orgnr: str) -> AgencyRecord:
+    row = await session.scalar(
+        select(Agency).where(
+            (Agency.slug == slug_or_orgnr) | (Agency.orgnr == slug_or_orgnr)
+        )
+    )
+    if row is None:
+        raise NotFound("No agency by that name or number")
+    return AgencyRecord.model_validate(row)
+
+
+async def counts(session: AsyncSession) -> dict[str, int]:
+    """How many rows each register holds (for the front page and health checks)."""
+    result: dict[str, int] = {}
+    for name, model in (
+        ("persons", Person),
+        ("organisations", Organisation),
+        ("roles", Role),
+        ("contacts", ContactInfo),
+        ("agencies", Agency),
+    ):
+        result[name] = int(await session.scalar(select(func.count()).select_from(model)) or 0)
+    result["reserved"] = int(
+        await session.scalar(
+            select(func.count()).select_from(ContactInfo).where(ContactInfo.reserved.is_(True))
+        )
+        or 0
+    )
+    return result
+

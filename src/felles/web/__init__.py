@@ -1,0 +1,1 @@
+"""The shared page shell: layout, styles, languages, security headers, errors."""

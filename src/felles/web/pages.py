@@ -1,0 +1,89 @@
+"""The shell's own pages: front page, language choice, health, metrics, API docs."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from felles import __version__
+from felles.db import DatabaseUnavailable
+from felles.registry import service as registry
+from felles.web.deps import SessionDep, SettingsDep, get_database
+from felles.web.i18n import LANGUAGE_COOKIE, LANGUAGES
+from felles.web.problems import PROBLEMS
+from felles.web.templating import VENDOR_DIR, render
+
+router = APIRouter()
+
+
+@router.get("/", response_class=HTMLResponse, include_in_schema=False)
+async def front_page(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
+    agencies = await registry.list_agencies(session)
+    counts = await registry.counts(session) if settings.demo_allowed() else None
+    return render(request, "index.html", {"agencies": agencies, "counts": counts})
+
+
+def safe_next(target: str | None) -> str:
+    """Only a path on this site: never `//evil.example` or a scheme (no open redirect)."""
+    if not target or not target.startswith("/") or target.startswith("//"):
+        return "/"
+    if "\\" in target or any(ord(c) < 32 for c in target):
+        return "/"
+    return target
+
+
+@router.get("/language/{lang}", include_in_schema=False)
+async def choose_language(
+    lang: str, request: Request, settings: SettingsDep, next: Annotated[str | None, Query()] = None
+) -> Response:
+    """Remember the chosen language for a year and go back to where the person was."""
+    response = RedirectResponse(safe_next(next), status_code=303)
+    if lang in LANGUAGES:
+        response.set_cookie(
+            LANGUAGE_COOKIE,
+            lang,
+            max_age=365 * 24 * 3600,
+            samesite="lax",
+            httponly=True,
+            secure=settings.https,
+        )
+    return response
+
+
+@router.get("/healthz", include_in_schema=False)
+async def health(request: Request) -> JSONResponse:
+    """Liveness and readiness: answers 503 when the database cannot be reached."""
+    try:
+        await get_database(request).ping()
+        database = "ok"
+    except DatabaseUnavailable:
+        database = "unavailable"
+    ok = database == "ok"
+    return JSONResponse(
+        {"status": "ok" if ok else "fail", "version": __version__, "checks": {"database": database}},
+        status_code=200 if ok else 503,
+        media_type="application/health+json",
+        headers={"cache-control": "no-store"},
+    )
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics() -> Response:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get("/problems/{slug}", response_class=HTMLResponse, include_in_schema=False)
+@router.get("/problems", response_class=HTMLResponse, include_in_schema=False)
+async def problem_types(request: Request, slug: str | None = None) -> Response:
+    """Explains each problem type our APIs return (the `type` URIs point here)."""
+    return render(request, "problems.html", {"problems": PROBLEMS, "selected": slug})
+
+
+@router.get("/api/docs", response_class=HTMLResponse, include_in_schema=False)
+async def api_docs(request: Request) -> Response:
+    """Swagger UI from the npm package, started by a script file (no inline script)."""
+    swagger = (VENDOR_DIR / "swagger-ui" / "swagger-ui-bundle.js").exists()
+    return render(request, "api_docs.html", {"swagger": swagger})

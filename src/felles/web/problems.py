@@ -1,0 +1,81 @@
+"""RFC 9457 problem documents: every API error has a stable type, a title and the field."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi.responses import JSONResponse
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+
+# slug -> (HTTP status, title). The type URI is /problems/<slug>, explained on that page.
+PROBLEMS: dict[str, tuple[int, str]] = {
+    "bad-request": (400, "The request could not be understood"),
+    "validation": (422, "Some of the input is not valid"),
+    "invalid-number": (422, "A national identity or organisation number is not valid"),
+    "unauthorized": (401, "Authentication is needed"),
+    "forbidden": (403, "You may not do this"),
+    "csrf": (403, "The form has expired or did not come from this site"),
+    "not-found": (404, "Nothing was found at this address"),
+    "method-not-allowed": (405, "This method is not allowed here"),
+    "not-acceptable": (406, "No acceptable representation"),
+    "conflict": (409, "This conflicts with what is already stored"),
+    "payload-too-large": (413, "The request body is too large"),
+    "unsupported-media-type": (415, "This content type is not supported"),
+    "rate-limited": (429, "Too many requests"),
+    "internal": (500, "Something went wrong on our side"),
+    "unavailable": (503, "The service is temporarily unavailable"),
+}
+
+STATUS_TO_SLUG: dict[int, str] = {}
+for _slug, (_status, _title) in PROBLEMS.items():
+    STATUS_TO_SLUG.setdefault(_status, _slug)
+
+
+def problem_type(slug: str) -> str:
+    return f"/problems/{slug}"
+
+
+def problem(
+    slug: str,
+    *,
+    detail: str | None = None,
+    status: int | None = None,
+    instance: str | None = None,
+    headers: dict[str, str] | None = None,
+    **extensions: Any,
+) -> JSONResponse:
+    """A problem+json response for a known problem slug."""
+    default_status, title = PROBLEMS[slug]
+    body: dict[str, Any] = {
+        "type": problem_type(slug),
+        "title": title,
+        "status": status or default_status,
+    }
+    if detail:
+        body["detail"] = detail
+    if instance:
+        body["instance"] = instance
+    body.update({k: v for k, v in extensions.items() if v is not None})
+    return JSONResponse(
+        body, status_code=body["status"], media_type=PROBLEM_MEDIA_TYPE, headers=headers
+    )
+
+
+class ProblemError(Exception):
+    """Raise from API code to answer with a problem document."""
+
+    def __init__(
+        self, slug: str, detail: str | None = None, *, field: str | None = None, **extra: Any
+    ) -> None:
+        super().__init__(detail or PROBLEMS[slug][1])
+        self.slug = slug
+        self.detail = detail
+        self.field = field
+        self.extra = extra
+
+    def response(self, instance: str | None = None) -> JSONResponse:
+        errors = [{"field": self.field, "detail": self.detail}] if self.field else None
+        return problem(
+            self.slug, detail=self.detail, instance=instance, errors=errors, **self.extra
+        )
