@@ -103,7 +103,8 @@ def serve(
     port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 8000,
     workers: Annotated[int, typer.Option(help="Worker processes.", min=1, max=64)] = 1,
     demo: Annotated[
-        bool, typer.Option("--demo", help="Seed a small synthetic country if the database is empty.")
+        bool,
+        typer.Option("--demo", help="Seed a small synthetic country if the database is empty."),
     ] = False,
     reload: Annotated[bool, typer.Option(help="Restart on code changes (development).")] = False,
 ) -> None:

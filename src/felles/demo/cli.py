@@ -16,7 +16,9 @@ app = typer.Typer(help="Synthetic demo data.", no_args_is_help=True)
 @app.command("seed")
 def seed_command(
     persons: Annotated[int, typer.Option(help="How many people to create.", min=1)] = 10_000,
-    seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same country.")] = 2016,
+    seed: Annotated[
+        int, typer.Option(help="Random seed: the same seed gives the same country.")
+    ] = 2016,
 ) -> None:
     """Create a synthetic country: people, families, businesses with roles, agencies."""
     from felles.demo.service import DemoError, seed_country

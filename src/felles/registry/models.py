@@ -105,7 +105,9 @@ class PersonEvent(Base):
     kind: Mapped[str] = mapped_column(String(20))
     effective_on: Mapped[date] = mapped_column(Date)
     data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    recorded_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
 
     person: Mapped[Person] = relationship(back_populates="events", lazy="raise")
 

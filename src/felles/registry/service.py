@@ -24,6 +24,7 @@ from felles.registry.models import (
     Relation,
     RelationKind,
     Role,
+    RoleCode,
 )
 from felles.registry.numbers import parse_orgnr, parse_pid
 from felles.registry.schemas import (
@@ -41,6 +42,10 @@ from felles.registry.schemas import (
 
 class NotFound(LookupError):
     """Nothing in the register under that number."""
+
+
+class Conflict(ValueError):
+    """The register already holds what was to be added."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,9 +67,7 @@ class Address:
 
 async def _record(session: AsyncSession, pid: str, access: Access, dataset: str) -> None:
     session.add(
-        DataAccess(
-            pid=pid, accessed_by=access.accessed_by, purpose=access.purpose, dataset=dataset
-        )
+        DataAccess(pid=pid, accessed_by=access.accessed_by, purpose=access.purpose, dataset=dataset)
     )
     await session.flush()
 
@@ -107,9 +110,7 @@ async def relatives(
     rows = (await session.execute(query)).all()
     await _record(session, person.pid, access, f"relations:{kind.value if kind else 'all'}")
     return [
-        RelativeRecord(
-            kind=rel.kind, since=rel.since, person=PersonRecord.model_validate(other)
-        )
+        RelativeRecord(kind=rel.kind, since=rel.since, person=PersonRecord.model_validate(other))
         for rel, other in rows
     ]
 
@@ -208,6 +209,99 @@ def _address_dict(address: Address) -> dict[str, str]:
     }
 
 
+async def register_person(
+    session: AsyncSession,
+    person: PersonRecord,
+    *,
+    event: PersonEventKind = PersonEventKind.birth,
+    effective_on: date | None = None,
+) -> PersonRecord:
+    """Add a person (born or immigrated); the event starts their history."""
+    number = parse_pid(person.pid)
+    if number.birth_date != person.birth_date:
+        raise ValueError("The birth date does not match the national identity number")
+    if await session.get(Person, number.value) is not None:
+        raise Conflict("A person with that national identity number is already registered")
+    session.add(Person(**person.model_dump()))
+    session.add(
+        PersonEvent(
+            pid=number.value,
+            kind=event.value,
+            effective_on=effective_on or person.birth_date,
+            data={"municipality_number": person.municipality_number},
+        )
+    )
+    await session.flush()
+    return person
+
+
+async def add_relation(
+    session: AsyncSession, pid: str, related_pid: str, kind: RelationKind, since: date | None = None
+) -> None:
+    """Link two people; the reverse link (child for parent, spouse for spouse) is added too."""
+    a, b = (await _person_row(session, pid)).pid, (await _person_row(session, related_pid)).pid
+    if a == b:
+        raise ValueError("A person cannot be related to themself")
+    reverse = {
+        RelationKind.parent: RelationKind.child,
+        RelationKind.child: RelationKind.parent,
+        RelationKind.spouse: RelationKind.spouse,
+    }[kind]
+    session.add(Relation(pid=a, related_pid=b, kind=kind.value, since=since))
+    session.add(Relation(pid=b, related_pid=a, kind=reverse.value, since=since))
+    if kind is RelationKind.spouse:
+        for who, other in ((a, b), (b, a)):
+            session.add(
+                PersonEvent(
+                    pid=who,
+                    kind=PersonEventKind.marriage.value,
+                    effective_on=since or date.today(),
+                    data={"spouse": other},
+                )
+            )
+    await session.flush()
+
+
+async def set_contact(
+    session: AsyncSession,
+    pid: str,
+    *,
+    email: str | None,
+    mobile: str | None,
+    confirmed_on: date,
+    language: str = "nb",
+) -> ContactRecord:
+    """Record (or confirm) a person's contact details in the contact register."""
+    person = await _person_row(session, pid)
+    row = await session.get(ContactInfo, person.pid)
+    if row is None:
+        row = ContactInfo(pid=person.pid, reserved=False)
+        session.add(row)
+    row.email, row.mobile, row.last_confirmed_on, row.language = (
+        email,
+        mobile,
+        confirmed_on,
+        language,
+    )
+    await session.flush()
+    return ContactRecord.model_validate(row)
+
+
+async def set_reservation(
+    session: AsyncSession, pid: str, *, reserved: bool, on: date
+) -> ContactRecord:
+    """Say no (or yes again) to digital communication from the public sector."""
+    person = await _person_row(session, pid)
+    row = await session.get(ContactInfo, person.pid)
+    if row is None:
+        row = ContactInfo(pid=person.pid)
+        session.add(row)
+    row.reserved = reserved
+    row.reserved_on = on if reserved else None
+    await session.flush()
+    return ContactRecord.model_validate(row)
+
+
 # --- Organisations ---------------------------------------------------------------------
 
 
@@ -217,6 +311,32 @@ async def get_organisation(session: AsyncSession, orgnr: str) -> OrganisationRec
     if org is None:
         raise NotFound("No organisation with that organisation number")
     return OrganisationRecord.model_validate(org)
+
+
+async def register_organisation(
+    session: AsyncSession, organisation: OrganisationRecord
+) -> OrganisationRecord:
+    """Add an organisation to the business register."""
+    orgnr = parse_orgnr(organisation.orgnr)
+    if await session.get(Organisation, orgnr) is not None:
+        raise Conflict("An organisation with that organisation number is already registered")
+    session.add(Organisation(**organisation.model_dump()))
+    await session.flush()
+    return organisation
+
+
+async def add_role(
+    session: AsyncSession, orgnr: str, pid: str, code: RoleCode, since: date
+) -> RoleRecord:
+    """Give a person a role in an organisation (general manager, board chair, ...)."""
+    org = await session.get(Organisation, parse_orgnr(orgnr))
+    if org is None:
+        raise NotFound("No organisation with that organisation number")
+    person = await _person_row(session, pid)
+    role = Role(orgnr=org.orgnr, pid=person.pid, code=code.value, since=since)
+    session.add(role)
+    await session.flush()
+    return RoleRecord.model_validate(role)
 
 
 async def roles_in(session: AsyncSession, orgnr: str) -> list[RoleRecord]:
@@ -257,9 +377,7 @@ async def list_agencies(session: AsyncSession) -> list[AgencyRecord]:
 
 async def get_agency(session: AsyncSession, slug_or_orgnr: str) -> AgencyRecord:
     row = await session.scalar(
-        select(Agency).where(
-            (Agency.slug == slug_or_orgnr) | (Agency.orgnr == slug_or_orgnr)
-        )
+        select(Agency).where((Agency.slug == slug_or_orgnr) | (Agency.orgnr == slug_or_orgnr))
     )
     if row is None:
         raise NotFound("No agency by that name or number")
@@ -284,4 +402,3 @@ async def counts(session: AsyncSession) -> dict[str, int]:
         or 0
     )
     return result
-

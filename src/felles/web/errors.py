@@ -37,13 +37,16 @@ def N_(message: str) -> str:
 PAGE_TEXTS: dict[str, tuple[str, str]] = {
     "not-found": (
         N_("We could not find that page"),
-        N_("Check that the address is spelled correctly. "
-           "If you followed a link, it may be out of date."),
+        N_(
+            "Check that the address is spelled correctly. "
+            "If you followed a link, it may be out of date."
+        ),
     ),
     "csrf": (
         N_("The form has expired"),
-        N_("For your safety, we could not accept the form. "
-           "Go back, reload the page and try again."),
+        N_(
+            "For your safety, we could not accept the form. Go back, reload the page and try again."
+        ),
     ),
     "payload-too-large": (
         N_("What you sent is too large"),
@@ -92,11 +95,14 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     slug = STATUS_TO_SLUG.get(exc.status_code, "bad-request")
     headers = dict(exc.headers or {})
     if wants_json(request):
-        detail = exc.detail if isinstance(exc.detail, str) else None
+        detail: str | None = exc.detail if isinstance(exc.detail, str) else None
         if detail == PROBLEMS[slug][1] or detail in ("Not Found", "Method Not Allowed"):
             detail = None
         return problem(
-            slug, status=exc.status_code, detail=detail, instance=request.url.path,
+            slug,
+            status=exc.status_code,
+            detail=detail,
+            instance=request.url.path,
             headers=headers or None,
         )
     response = error_page(request, exc.status_code, slug)

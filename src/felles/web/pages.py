@@ -63,7 +63,11 @@ async def health(request: Request) -> JSONResponse:
         database = "unavailable"
     ok = database == "ok"
     return JSONResponse(
-        {"status": "ok" if ok else "fail", "version": __version__, "checks": {"database": database}},
+        {
+            "status": "ok" if ok else "fail",
+            "version": __version__,
+            "checks": {"database": database},
+        },
         status_code=200 if ok else 503,
         media_type="application/health+json",
         headers={"cache-control": "no-store"},

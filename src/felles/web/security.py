@@ -48,9 +48,7 @@ class SecurityHeadersMiddleware:
                 headers.setdefault("x-frame-options", "DENY")
                 headers.setdefault("referrer-policy", "no-referrer")
                 headers.setdefault("cross-origin-opener-policy", "same-origin")
-                headers.setdefault(
-                    "permissions-policy", "camera=(), microphone=(), geolocation=()"
-                )
+                headers.setdefault("permissions-policy", "camera=(), microphone=(), geolocation=()")
                 if https:
                     headers.setdefault(
                         "strict-transport-security", "max-age=63072000; includeSubDomains"
