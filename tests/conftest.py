@@ -27,9 +27,7 @@ from felles.config import Environment, Settings
 from felles.db import Database
 
 BACKEND = os.environ.get("FELLES_TEST_BACKEND", "sqlite")
-PG_ADMIN_URL = os.environ.get(
-    "FELLES_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test"
-)
+PG_ADMIN_URL = os.environ.get("FELLES_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 DEMO_PERSONS = 300
 DEMO_SEED = 7
 
@@ -160,7 +158,8 @@ def live_server(settings: Settings, db: Database) -> Iterator[str]:
                 if httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200:
                     break
             except httpx.TransportError:
-                time.sleep(0.2)
+                pass
+            time.sleep(0.2)
         else:
             raise RuntimeError("felles serve did not start in 60 s")
         yield base_url

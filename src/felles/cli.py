@@ -125,6 +125,8 @@ def serve(
             await seed_if_empty(db, persons=conf.demo_persons, seed=conf.demo_seed)
 
     run(with_database(conf, prepare))
+    if workers > 1:
+        share_metrics_between_workers(conf)
     err.print(f"Felles is running on http://{host}:{port}  (press Ctrl+C to stop)")
     uvicorn.run(
         "felles.app:app_factory",
@@ -138,6 +140,17 @@ def serve(
         proxy_headers=True,
         server_header=False,
     )
+
+
+def share_metrics_between_workers(conf: Settings) -> None:
+    """Prometheus multiprocess mode: workers write to files that /metrics sums up."""
+    import os
+    import shutil
+
+    folder = conf.data_dir / "metrics"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder.resolve())
 
 
 def _register_parts() -> None:

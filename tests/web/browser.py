@@ -74,7 +74,8 @@ def missing_requirement() -> str | None:
     except ImportError:
         return "Python playwright is not installed (pip install -e '.[dev]')"
     if chromium_path() is None:
-        return "Chromium not found at /usr/bin/chromium (apt-get install chromium, or set FELLES_CHROMIUM)"
+        where = os.environ.get("FELLES_CHROMIUM") or " or ".join(CHROMIUM_CANDIDATES)
+        return f"Chromium not found at {where} (apt-get install chromium, or set FELLES_CHROMIUM)"
     if not AXE_PATH.exists():
         return f"axe-core not found at {AXE_PATH} (run `make assets`)"
     return None
@@ -268,7 +269,8 @@ _LAYOUT_PROBLEMS = """() => {
       (r) => r.width > 0 && (r.right > width + 1 || r.left < -1));
     if (outside && !visuallyHidden(el) && !scrolls(el)) {
       seen.add(el);
-      problems.push(`text outside the ${width} px viewport: ${path(el)} "${node.textContent.trim().slice(0, 40)}"`);
+      const text = node.textContent.trim().slice(0, 40);
+      problems.push(`text outside the ${width} px viewport: ${path(el)} "${text}"`);
     }
   }
   // Boxes that clip their own text (overflow hidden/clip, text-overflow: ellipsis).
@@ -277,7 +279,8 @@ _LAYOUT_PROBLEMS = """() => {
     const clipsX = s.overflowX === "hidden" || s.overflowX === "clip";
     if (!clipsX || !el.textContent.trim() || el.scrollWidth <= el.clientWidth + 1) continue;
     if (visuallyHidden(el)) continue;
-    problems.push(`text cut off inside ${path(el)} (${el.scrollWidth} px of content in ${el.clientWidth} px)`);
+    problems.push(
+      `text cut off in ${path(el)}: ${el.scrollWidth} px of content in ${el.clientWidth} px`);
   }
   return problems;
 }"""
@@ -301,8 +304,9 @@ async def layout_problems(page: Page) -> list[str]:
 CSP_LISTENER = """
 window.__fellesCspViolations = [];
 document.addEventListener("securitypolicyviolation", (e) => {
+  const where = `${e.sourceFile || e.documentURI}:${e.lineNumber}`;
   window.__fellesCspViolations.push(
-    `${e.effectiveDirective} blocked ${e.blockedURI || "(inline)"} at ${e.sourceFile || e.documentURI}:${e.lineNumber}`);
+    `${e.effectiveDirective} blocked ${e.blockedURI || "(inline)"} at ${where}`);
 });
 """
 
@@ -362,7 +366,7 @@ class Site:
     def url(self, path: str) -> str:
         return self.base_url + path
 
-    async def new_context(self, **options: object) -> BrowserContext:
+    async def new_context(self, **options: Any) -> BrowserContext:
         """A fresh context (own cookies) that records CSP violations from the first byte."""
         options.setdefault("locale", BROWSER_LOCALE)
         options.setdefault("viewport", {"width": 1280, "height": 800})

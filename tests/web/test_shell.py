@@ -138,6 +138,17 @@ async def test_health_reports_a_database_that_is_down(settings: Settings) -> Non
     assert response.json()["checks"] == {"database": "unavailable"}
 
 
+async def test_health_checks_redis_when_configured(settings: Settings) -> None:
+    for url, expected in (("redis://127.0.0.1:6379/0", 200), ("redis://127.0.0.1:1/0", 503)):
+        transport = httpx.ASGITransport(
+            app=create_app(settings.model_copy(update={"redis_url": url}))
+        )
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            response = await c.get("/healthz")
+        assert response.status_code == expected
+        assert response.json()["checks"]["redis"] == ("ok" if expected == 200 else "unavailable")
+
+
 async def test_metrics_are_prometheus_text(client: httpx.AsyncClient) -> None:
     await client.get("/")
     response = await client.get("/metrics")

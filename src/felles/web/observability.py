@@ -125,11 +125,9 @@ class RequestContextMiddleware:
             REQUESTS.labels(scope["method"], route, str(status)).inc()
             LATENCY.labels(scope["method"], route).observe(elapsed)
             if route not in ("/healthz", "/metrics", "/static"):
-                log.info(
-                    "request",
-                    method=scope["method"],
-                    route=route,
-                    status=status,
-                    ms=round(elapsed * 1000, 2),
-                )
+                # Unmatched paths are logged (masked) so operators can see what was asked.
+                fields: dict[str, Any] = {"method": scope["method"], "route": route}
+                if route == "unmatched":
+                    fields["path"] = mask_identity_numbers(scope["path"][:200])
+                log.info("request", status=status, ms=round(elapsed * 1000, 2), **fields)
             structlog.contextvars.unbind_contextvars("request_id")

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from felles import __version__
 from felles.db import DatabaseUnavailable
@@ -14,7 +16,7 @@ from felles.registry import service as registry
 from felles.web.deps import SessionDep, SettingsDep, get_database
 from felles.web.i18n import LANGUAGE_COOKIE, LANGUAGES
 from felles.web.problems import PROBLEMS
-from felles.web.templating import VENDOR_DIR, render
+from felles.web.templating import VENDOR_DIR, render, static_url
 
 router = APIRouter()
 
@@ -53,29 +55,52 @@ async def choose_language(
     return response
 
 
+@router.get("/favicon.ico", include_in_schema=False)
+async def favicon() -> Response:
+    """Browsers and crawlers ask for this path whatever the page says."""
+    return RedirectResponse(static_url("favicon.svg"), status_code=301)
+
+
 @router.get("/healthz", include_in_schema=False)
-async def health(request: Request) -> JSONResponse:
-    """Liveness and readiness: answers 503 when the database cannot be reached."""
+async def health(request: Request, settings: SettingsDep) -> JSONResponse:
+    """Liveness and readiness: 503 when the database (or Redis, if configured) is down."""
+    checks: dict[str, str] = {}
     try:
         await get_database(request).ping()
-        database = "ok"
+        checks["database"] = "ok"
     except DatabaseUnavailable:
-        database = "unavailable"
-    ok = database == "ok"
+        checks["database"] = "unavailable"
+    if settings.redis_url:
+        checks["redis"] = "ok" if await redis_answers(settings.redis_url) else "unavailable"
+    ok = all(v == "ok" for v in checks.values())
     return JSONResponse(
-        {
-            "status": "ok" if ok else "fail",
-            "version": __version__,
-            "checks": {"database": database},
-        },
+        {"status": "ok" if ok else "fail", "version": __version__, "checks": checks},
         status_code=200 if ok else 503,
         media_type="application/health+json",
         headers={"cache-control": "no-store"},
     )
 
 
+async def redis_answers(url: str) -> bool:
+    from redis.asyncio import Redis
+    from redis.exceptions import RedisError
+
+    client = Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+    try:
+        return bool(await client.ping())
+    except (RedisError, OSError):
+        return False
+    finally:
+        await client.aclose()
+
+
 @router.get("/metrics", include_in_schema=False)
 async def metrics() -> Response:
+    """Prometheus metrics; with several workers, summed over all of them."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 
