@@ -36,7 +36,7 @@ def seed_command(
             TextColumn("people"),
             TimeElapsedColumn(),
             console=err,
-            transient=False,
+            transient=True,
         ) as bar:
             task = bar.add_task("seed", total=persons)
             return await seed_country(
