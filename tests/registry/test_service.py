@@ -12,7 +12,7 @@ from felles.db import Database
 from felles.registry import service
 from felles.registry.models import DataAccess, PersonEvent, RelationKind, RoleCode
 from felles.registry.numbers import InvalidNumber, synthetic_orgnr, synthetic_pid
-from felles.registry.schemas import OrganisationRecord, PersonRecord
+from felles.registry.schemas import Address, OrganisationRecord, PersonRecord
 
 ACCESS = service.Access(accessed_by="portal", purpose="prefill tax form")
 rng = random.Random()
@@ -85,7 +85,7 @@ async def test_relocation_keeps_history_instead_of_overwriting(db: Database) -> 
         moved = await service.relocate(
             s,
             person.pid,
-            service.Address("Kaigaten 2", "5015", "BERGEN", "4601", "Bergen"),
+            Address("Kaigaten 2", "5015", "BERGEN", "4601", "Bergen"),
             date(2024, 8, 1),
         )
     assert moved.municipality_name == "Bergen"

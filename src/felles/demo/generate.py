@@ -19,6 +19,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 from felles.demo import data
 from felles.registry.numbers import synthetic_orgnr, synthetic_pid
+from felles.registry.schemas import Address
 
 Row = dict[str, Any]
 T = TypeVar("T")
@@ -44,24 +45,6 @@ _UNIT_WEIGHTS: tuple[tuple[UnitKind, int], ...] = (
     ("single_parent", 5),
     ("lineage", 25),
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Address:
-    street: str
-    postal_code: str
-    postal_town: str
-    municipality_number: str
-    municipality_name: str
-
-    def as_event(self) -> dict[str, str]:
-        """The address as relocation events store it (the registry's own shape)."""
-        return {
-            "street": self.street,
-            "postal_code": self.postal_code,
-            "postal_town": self.postal_town,
-            "municipality_number": self.municipality_number,
-        }
 
 
 @dataclass(slots=True)

@@ -2,12 +2,33 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
 from felles.registry.numbers import mask_pid
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    """A postal address with its municipality, as the population register keeps it."""
+
+    street: str
+    postal_code: str
+    postal_town: str
+    municipality_number: str
+    municipality_name: str
+
+    def as_event(self) -> dict[str, str]:
+        """The address as relocation events store it in a person's history."""
+        return {
+            "street": self.street,
+            "postal_code": self.postal_code,
+            "postal_town": self.postal_town,
+            "municipality_number": self.municipality_number,
+        }
 
 
 class Record(BaseModel):

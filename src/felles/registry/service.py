@@ -28,6 +28,7 @@ from felles.registry.models import (
 )
 from felles.registry.numbers import parse_orgnr, parse_pid
 from felles.registry.schemas import (
+    Address,
     AgencyRecord,
     ContactRecord,
     DataAccessRecord,
@@ -54,15 +55,6 @@ class Access:
 
     accessed_by: str
     purpose: str
-
-
-@dataclass(frozen=True, slots=True)
-class Address:
-    street: str
-    postal_code: str
-    postal_town: str
-    municipality_number: str
-    municipality_name: str
 
 
 async def _record(session: AsyncSession, pid: str, access: Access, dataset: str) -> None:
@@ -193,20 +185,11 @@ async def relocate(
             pid=person.pid,
             kind=PersonEventKind.relocation.value,
             effective_on=effective_on,
-            data={"from": previous, "to": _address_dict(address)},
+            data={"from": previous, "to": address.as_event()},
         )
     )
     await session.flush()
     return PersonRecord.model_validate(person)
-
-
-def _address_dict(address: Address) -> dict[str, str]:
-    return {
-        "street": address.street,
-        "postal_code": address.postal_code,
-        "postal_town": address.postal_town,
-        "municipality_number": address.municipality_number,
-    }
 
 
 async def register_person(
