@@ -11,6 +11,9 @@ from fastapi.staticfiles import StaticFiles
 from felles import __version__
 from felles.config import Settings, get_settings
 from felles.db import Database
+from felles.identity import api as identity_api
+from felles.identity import pages as identity_pages
+from felles.identity.runtime import IdentityRuntime
 from felles.web import pages as web_pages
 from felles.web.errors import CatchAllMiddleware, guard_rejection, install_error_handlers
 from felles.web.keys import ensure_data_dir, load_or_create_secret
@@ -29,6 +32,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await app.state.identity.ready()
         yield
         await app.state.db.dispose()
 
@@ -43,6 +47,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.db = Database(settings.resolved_database_url)
+    app.state.identity = IdentityRuntime(settings, app.state.db)
 
     install_error_handlers(app)
     app.add_middleware(CatchAllMiddleware)
@@ -51,6 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         tokens=CsrfTokens(load_or_create_secret(settings.keys_dir / "csrf.key")),
         max_body=settings.max_body_bytes,
         exempt_prefixes=CSRF_EXEMPT,
+        exempt_paths=identity_api.CSRF_EXEMPT_PATHS,
         reject=guard_rejection,
         secure_cookie=settings.https,
     )
@@ -59,6 +65,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.include_router(web_pages.router)
+    app.include_router(identity_api.router)
+    app.include_router(identity_pages.router)
     return app
 
 

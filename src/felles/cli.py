@@ -155,10 +155,15 @@ def share_metrics_between_workers(conf: Settings) -> None:
 
 def _register_parts() -> None:
     from felles.demo.cli import app as demo_app
+    from felles.identity.cli import app as identity_app
+    from felles.identity.clients_cli import clients_app, scopes_app
     from felles.registry.cli import app as registry_app
 
     app.add_typer(registry_app, name="registry")
     app.add_typer(demo_app, name="demo")
+    app.add_typer(identity_app, name="identity")
+    app.add_typer(clients_app, name="clients")
+    app.add_typer(scopes_app, name="scopes")
 
 
 _register_parts()

@@ -32,6 +32,8 @@ class Settings(BaseSettings):
     demo_persons: int = Field(default=2000, ge=1, le=6_000_000)
     demo_seed: int = 2016
     max_body_bytes: int = Field(default=1_000_000, ge=1024)
+    sso_idle_minutes: int = Field(default=30, ge=1, le=24 * 60)
+    sso_absolute_minutes: int = Field(default=120, ge=1, le=7 * 24 * 60)
 
     @field_validator("base_url")
     @classmethod
@@ -43,6 +45,11 @@ class Settings(BaseSettings):
         """The async SQLAlchemy URL, with SQLite in the data dir unless told otherwise."""
         url = self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'felles.db'}"
         return to_async_url(url)
+
+    @property
+    def issuer(self) -> str:
+        """The OpenID Connect issuer: the public base URL."""
+        return self.base_url
 
     @property
     def keys_dir(self) -> Path:

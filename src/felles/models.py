@@ -1,5 +1,6 @@
 """Imports every part's tables, so Base.metadata (and Alembic) knows them all."""
 
+from felles.identity import models as identity_models
 from felles.registry import models as registry_models
 
-__all__ = ["registry_models"]
+__all__ = ["identity_models", "registry_models"]

@@ -119,7 +119,8 @@ class GuardMiddleware:
     """Limits body size everywhere and checks the CSRF token on every unsafe page request.
 
     Paths under an exempt prefix (machine APIs authenticated by tokens, not cookies)
-    skip the CSRF check but not the size limit. `reject(scope, reason)` builds the
+    and exempt exact paths (OAuth endpoints other sites post to) skip the CSRF check
+    but not the size limit. `reject(scope, reason)` builds the
     response for a refused request ("csrf" or "payload-too-large").
     """
 
@@ -130,6 +131,7 @@ class GuardMiddleware:
         tokens: CsrfTokens,
         max_body: int,
         exempt_prefixes: Iterable[str],
+        exempt_paths: Iterable[str] = (),
         reject: Rejection,
         secure_cookie: bool,
     ) -> None:
@@ -137,6 +139,7 @@ class GuardMiddleware:
         self.tokens = tokens
         self.max_body = max_body
         self.exempt = tuple(exempt_prefixes)
+        self.exempt_paths = frozenset(exempt_paths)
         self.reject = reject
         self.secure_cookie = secure_cookie
 
@@ -164,7 +167,7 @@ class GuardMiddleware:
                 await self.reject(scope, "payload-too-large")(scope, receive, send)
                 return
             receive = replay(body)
-            if not path.startswith(self.exempt):
+            if not (path.startswith(self.exempt) or path in self.exempt_paths):
                 sent = headers.get(CSRF_HEADER) or await self._form_token(scope, body)
                 if fresh or not sent or not hmac.compare_digest(sent, token or ""):
                     await self.reject(scope, "csrf")(scope, receive, send)

@@ -1,0 +1,1 @@
+"""One login for every public service (OpenID Connect provider) and machine tokens."""

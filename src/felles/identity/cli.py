@@ -1,0 +1,128 @@
+"""`felles identity ...`: operate the login service's signing keys."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy.exc import OperationalError, ProgrammingError
+
+from felles.cli import fail, run, settings, with_database
+from felles.config import Settings
+from felles.db import Database
+from felles.identity import crypto
+from felles.identity.keys import KeyInfo, KeyStore, list_keys
+
+app = typer.Typer(help="The login service: signing keys.", no_args_is_help=True)
+out = Console()
+T = TypeVar("T")
+
+# The longest a token we sign lives (a refresh-token session of 8 hours) plus leeway.
+DEFAULT_TOKEN_LIFETIME_SECONDS = 8 * 3600 + 120
+
+
+class Alg(StrEnum):
+    RS256 = "RS256"
+    ES256 = "ES256"
+
+
+def _when(value: datetime | None) -> str:
+    return value.isoformat(timespec="seconds") if value else ""
+
+
+def _with_keys(conf: Settings, work: Callable[[Database], Awaitable[T]]) -> T:
+    """Run `work` on the database; a database never migrated gets one clear line."""
+    try:
+        result: T = run(with_database(conf, work))
+    except (OperationalError, ProgrammingError) as exc:
+        if "identity_signing_key" in str(exc):
+            fail("The database has no signing-key table yet. Run `felles db upgrade` first.")
+        raise
+    return result
+
+
+@app.command("rotate-keys")
+def rotate_keys(
+    alg: Annotated[
+        Alg | None, typer.Option("--alg", help="Rotate only this algorithm (default: all).")
+    ] = None,
+    token_lifetime_seconds: Annotated[
+        int,
+        typer.Option(
+            help="The longest a token we sign lives: old keys stay published that long.",
+            min=0,
+        ),
+    ] = DEFAULT_TOKEN_LIFETIME_SECONDS,
+) -> None:
+    """Make new signing keys; the old ones stay in the JWKS until their tokens expire."""
+    conf = settings()
+    master = crypto.master_key(conf)
+
+    async def work(db: Database) -> tuple[KeyStore, list[str], list[KeyInfo]]:
+        store = KeyStore(db, master)
+        kids = await store.rotate(
+            alg=alg.value if alg else None,
+            token_lifetime=timedelta(seconds=token_lifetime_seconds),
+        )
+        return store, kids, await list_keys(db)
+
+    store, kids, keys = _with_keys(conf, work)
+    by_kid = {key.kid: key for key in keys}
+    for kid in kids:
+        new = by_kid[kid]
+        out.print(f"New {new.alg} key: {kid}", highlight=False)
+        retired = [k for k in keys if k.alg == new.alg and k.retired_at == new.created_at]
+        for old in retired:
+            out.print(
+                f"  replaces {old.kid}, published until {_when(old.publish_until)}",
+                highlight=False,
+            )
+        if not retired:
+            out.print(f"  (there was no active {new.alg} key)", highlight=False)
+    out.print(
+        f"Running servers switch to the new keys within {store.cache_seconds:g} seconds.",
+        highlight=False,
+    )
+
+
+@app.command("keys")
+def keys(
+    as_json: Annotated[bool, typer.Option("--json", help="JSON instead of a table.")] = False,
+) -> None:
+    """List the signing keys: active ones sign, retired ones are still published."""
+    conf = settings()
+    rows = _with_keys(conf, list_keys)
+    if as_json:
+        data: list[dict[str, Any]] = [
+            {
+                "kid": k.kid,
+                "alg": k.alg,
+                "created_at": _when(k.created_at),
+                "retired_at": _when(k.retired_at) or None,
+                "publish_until": _when(k.publish_until) or None,
+                "status": k.status,
+            }
+            for k in rows
+        ]
+        typer.echo(json.dumps(data, indent=2))
+        return
+    if not rows:
+        out.print("No signing keys yet. The server makes them when it starts.")
+        return
+    table = Table("Key id (kid)", "Alg", "Created", "Retired", "Published until", "Status")
+    for k in rows:
+        table.add_row(
+            k.kid,
+            k.alg,
+            _when(k.created_at),
+            _when(k.retired_at),
+            _when(k.publish_until),
+            k.status,
+        )
+    out.print(table)

@@ -1,0 +1,65 @@
+"""The login service's long-lived parts for one app process: keys, signer, settings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from felles.config import Settings
+from felles.db import Database
+from felles.identity.crypto import master_key
+from felles.identity.keys import KeyStore
+from felles.identity.service import Authenticated, Identity
+from felles.identity.tokens import TokenIssuer
+from felles.registry import service as registry
+from felles.web.keys import load_or_create_secret
+
+TESTID_AMR = ("TestID",)
+
+
+class IdentityRuntime:
+    """Built once per process by create_app; handlers reach it through `runtime()`."""
+
+    def __init__(self, settings: Settings, db: Database) -> None:
+        self.settings = settings
+        self.db = db
+        self.keys = KeyStore(db, master_key(settings))
+        self.tokens = TokenIssuer(self.keys, settings.issuer)
+        salt = load_or_create_secret(settings.keys_dir / "pairwise.key")
+        self.identity = Identity(settings, self.tokens, salt)
+        self.testid_enabled = settings.demo_allowed()
+        self._discovery: dict[str, Any] | None = None
+        self._ready = False
+
+    async def ready(self) -> None:
+        """Make sure signing keys exist (first start); cheap after the first call."""
+        if not self._ready:
+            await self.keys.ensure_keys()
+            self._ready = True
+
+    def discovery(self) -> dict[str, Any]:
+        if self._discovery is None:
+            from felles.identity.api import discovery_document
+
+            self._discovery = discovery_document(self.settings.issuer, [])
+        return self._discovery
+
+    async def testid_login(self, session: AsyncSession, pid: str, acr: str) -> Authenticated | None:
+        """TestID (dev and test only): any synthetic person in the register, any level."""
+        if not self.testid_enabled:
+            return None
+        person = await registry.find_person(
+            session, pid, registry.Access("identity", "TestID login")
+        )
+        if person is None:
+            return None
+        return Authenticated(pid=person.pid, acr=acr, amr=TESTID_AMR, method="testid")
+
+
+async def runtime(request: Request) -> IdentityRuntime:
+    """The process's login service, with its signing keys in place."""
+    rt: IdentityRuntime = request.app.state.identity
+    await rt.ready()
+    return rt
