@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import socket
 import sys
-from collections.abc import Coroutine
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import Annotated
 
 import typer
-from rich.console import Console
 
-from felles.config import Settings, get_settings
-from felles.db import Database, DatabaseUnavailable
-from felles.registry.numbers import InvalidNumber
-from felles.web.keys import DataDirError, ensure_data_dir
-
-T = TypeVar("T")
+from felles.cliutil import err, fail, run, settings, with_database
+from felles.config import Settings
+from felles.db import Database
 
 app = typer.Typer(
     help="Felles: common digital building blocks for a public sector.",
@@ -27,47 +21,6 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
-
-err = Console(stderr=True)
-
-
-def fail(message: str, code: int = 1) -> NoReturn:
-    """One clear line on stderr, never a traceback."""
-    err.print(f"[bold red]Error:[/] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
-
-
-def run(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine and turn the errors people cause into one line each."""
-    try:
-        return asyncio.run(coro)
-    except DatabaseUnavailable as exc:
-        fail(str(exc))
-    except DataDirError as exc:
-        fail(str(exc))
-    except InvalidNumber as exc:
-        fail(f"{exc}.", code=2)
-
-
-def settings() -> Settings:
-    try:
-        value = get_settings()
-        ensure_data_dir(value.data_dir)
-    except DataDirError as exc:
-        fail(str(exc))
-    except ValueError as exc:  # pydantic's ValidationError is a ValueError
-        fail(f"The configuration is not valid: {exc}".splitlines()[0])
-    return value
-
-
-async def with_database(settings: Settings, work: Any) -> Any:
-    """Open the configured database, check it answers, run `work(db)`, close it."""
-    db = Database(settings.resolved_database_url)
-    try:
-        await db.ping()
-        return await work(db)
-    finally:
-        await db.dispose()
 
 
 @db_app.command("upgrade")

@@ -14,7 +14,6 @@ import json
 import os
 import secrets
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -34,10 +33,10 @@ from sqlalchemy import delete, event, select, update
 from felles.db import Database
 from felles.identity import crypto
 from felles.identity import keys as keys_module
-from felles.identity.keys import SUPPORTED_ALGS, KeyStore, as_utc, utcnow
+from felles.identity.keys import SUPPORTED_ALGS, KeyStore, WrongMasterKey, as_utc, utcnow
 from felles.identity.keys import _generate as generate
 from felles.identity.models import SigningKey
-from tests.conftest import BACKEND, PG_ADMIN_URL, _pg_connect
+from tests.conftest import BACKEND, PG_ADMIN_URL, _pg_connect, felles_command
 
 HOUR = timedelta(hours=1)
 
@@ -212,7 +211,7 @@ async def test_private_keys_are_encrypted_at_rest(kdb: Database, master: bytes) 
             crypto.decrypt(master, row.private_key, context=b"another-kid")
 
     wrong = KeyStore(kdb, secrets.token_bytes(32))
-    with pytest.raises(RuntimeError, match="master key"):
+    with pytest.raises(WrongMasterKey, match="master key"):
         await wrong.signing_key("ES256")
 
 
@@ -446,7 +445,7 @@ def identity_cli(
         FELLES_MASTER_KEY=master.hex(),
     )
     return subprocess.run(
-        [sys.executable, "-c", "from felles.identity.cli import app; app()", *args],
+        felles_command("identity", *args),
         env=env,
         capture_output=True,
         text=True,
@@ -506,6 +505,16 @@ async def test_cli_refuses_bad_input_with_one_clear_line(
     assert bad.returncode == 2
     assert "Traceback" not in bad.stderr
     assert await rows(kdb) == []
+
+    # Another master key than the servers' would make keys no server can use.
+    await KeyStore(kdb, master).ensure_keys()
+    before = {(r.kid, r.retired_at) for r in await rows(kdb)}
+    other_master = secrets.token_bytes(32)
+    wrong = await asyncio.to_thread(identity_cli, kdb.url, tmp_path, other_master, "rotate-keys")
+    assert wrong.returncode == 1
+    assert "Traceback" not in wrong.stderr
+    assert "FELLES_MASTER_KEY" in " ".join(wrong.stderr.split())
+    assert {(r.kid, r.retired_at) for r in await rows(kdb)} == before
 
     empty = f"sqlite+aiosqlite:///{tmp_path / 'never-migrated.db'}"
     unmigrated = await asyncio.to_thread(identity_cli, empty, tmp_path, master, "keys")

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from felles.cli import err, fail, run, settings, with_database
+from felles.cliutil import err, fail, run, settings, with_database
 from felles.db import Database
 
 app = typer.Typer(help="Synthetic demo data.", no_args_is_help=True)

@@ -13,11 +13,11 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
-from felles.cli import fail, run, settings, with_database
+from felles.cliutil import fail, run, settings, with_database
 from felles.config import Settings
 from felles.db import Database
 from felles.identity import crypto
-from felles.identity.keys import KeyInfo, KeyStore, list_keys
+from felles.identity.keys import SUPPORTED_ALGS, KeyInfo, KeyStore, WrongMasterKey, list_keys
 
 app = typer.Typer(help="The login service: signing keys.", no_args_is_help=True)
 out = Console()
@@ -34,6 +34,10 @@ class Alg(StrEnum):
 
 def _when(value: datetime | None) -> str:
     return value.isoformat(timespec="seconds") if value else ""
+
+
+def _short(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M") if value else ""
 
 
 def _with_keys(conf: Settings, work: Callable[[Database], Awaitable[T]]) -> T:
@@ -66,6 +70,19 @@ def rotate_keys(
 
     async def work(db: Database) -> tuple[KeyStore, list[str], list[KeyInfo]]:
         store = KeyStore(db, master)
+        # With another master key than the servers', the new keys would be unusable
+        # to them and every login would fail: prove it decrypts the current keys first.
+        for name in [alg.value] if alg else SUPPORTED_ALGS:
+            try:
+                await store.signing_key(name)
+            except LookupError:
+                pass  # no key yet: nothing to compare with
+            except WrongMasterKey:
+                fail(
+                    "This master key cannot decrypt the current signing keys, so the "
+                    "servers could not use keys made with it. Set FELLES_MASTER_KEY to "
+                    "the servers' master key. Nothing was changed."
+                )
         kids = await store.rotate(
             alg=alg.value if alg else None,
             token_lifetime=timedelta(seconds=token_lifetime_seconds),
@@ -76,18 +93,20 @@ def rotate_keys(
     by_kid = {key.kid: key for key in keys}
     for kid in kids:
         new = by_kid[kid]
-        out.print(f"New {new.alg} key: {kid}", highlight=False)
+        out.print(f"New {new.alg} key: {kid}", highlight=False, soft_wrap=True)
         retired = [k for k in keys if k.alg == new.alg and k.retired_at == new.created_at]
         for old in retired:
             out.print(
                 f"  replaces {old.kid}, published until {_when(old.publish_until)}",
                 highlight=False,
+                soft_wrap=True,
             )
         if not retired:
-            out.print(f"  (there was no active {new.alg} key)", highlight=False)
+            out.print(f"  (there was no active {new.alg} key)", highlight=False, soft_wrap=True)
     out.print(
         f"Running servers switch to the new keys within {store.cache_seconds:g} seconds.",
         highlight=False,
+        soft_wrap=True,
     )
 
 
@@ -115,14 +134,18 @@ def keys(
     if not rows:
         out.print("No signing keys yet. The server makes them when it starts.")
         return
-    table = Table("Key id (kid)", "Alg", "Created", "Retired", "Published until", "Status")
+    table = Table(title="Signing keys (times in UTC)")
+    # The kid folds rather than being cut (people compare it with token headers); the
+    # retirement time is in --json, the status says enough to fit 80 columns.
+    table.add_column("Key id (kid)", overflow="fold", min_width=20)
+    for column in ("Alg", "Status", "Created", "Published until"):
+        table.add_column(column, no_wrap=True)
     for k in rows:
         table.add_row(
             k.kid,
             k.alg,
-            _when(k.created_at),
-            _when(k.retired_at),
-            _when(k.publish_until),
             k.status,
+            _short(k.created_at),
+            _short(k.publish_until),
         )
     out.print(table)

@@ -549,6 +549,10 @@ def _validated(new: NewClient) -> dict[str, Any]:
                 "The sector identifier must be ASCII without spaces.", field="sector_identifier"
             )
         values["sector_identifier"] = sector
+    elif values.get("redirect_uris"):
+        # Fixed at registration: the pairwise `sub` people get must not change when an
+        # operator later edits the redirect URIs.
+        values["sector_identifier"] = urlsplit(values["redirect_uris"][0]).hostname
 
     values["require_par"] = new.require_par
     values["require_dpop"] = new.require_dpop

@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
-from felles.cli import fail, run, settings, with_database
+from felles.cliutil import fail, run, settings, with_database
 from felles.db import Database
 from felles.identity import clients
 from felles.identity.clients import (
@@ -183,6 +183,12 @@ def read_jwks(path: Path | None) -> dict[str, Any] | None:
     return value
 
 
+def fold_ids(table: Table) -> None:
+    """Ids and names wrap in a narrow terminal instead of being cut short with '…'."""
+    table.columns[0].overflow = "fold"
+    table.columns[1].overflow = "fold"
+
+
 def secret_warning() -> None:
     err.print("Keep the client secret safe: it is shown only this once.", highlight=False)
 
@@ -259,6 +265,7 @@ def list_(
         print_json([client_json(c) for c in rows])
         return
     table = Table("Client id", "Name", "Kind", "Organisation", "Authentication", "Status")
+    fold_ids(table)
     for c in rows:
         table.add_row(
             c.client_id,
@@ -434,6 +441,7 @@ def scope_list(
         print_json(rows)
         return
     table = Table("Scope", "Owner", "For", "Public", "Granted to", "Description")
+    fold_ids(table)
     for s in rows:
         users = [
             u for u, on in (("people", s["for_people"]), ("machines", s["for_machines"])) if on

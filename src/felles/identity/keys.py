@@ -82,6 +82,10 @@ def status(row: SigningKey, now: datetime) -> KeyStatus:
     return "expired"
 
 
+class WrongMasterKey(RuntimeError):
+    """A stored private key does not decrypt: this is not the master key it was made with."""
+
+
 @dataclass(frozen=True, slots=True)
 class KeyInfo:
     """What an operator sees about a key (never the private half)."""
@@ -290,7 +294,7 @@ class KeyStore:
         try:
             pem = crypto.decrypt(self._master_key, row.private_key, context=row.kid.encode())
         except InvalidTag:
-            raise RuntimeError(
+            raise WrongMasterKey(
                 f"Cannot decrypt signing key {row.kid}: the master key is not the one it "
                 "was stored with (check FELLES_MASTER_KEY or var/keys/master.key)"
             ) from None

@@ -10,7 +10,7 @@ from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
 
-from felles.cli import fail, run, settings, with_database
+from felles.cliutil import fail, run, settings, with_database
 from felles.db import Database
 from felles.registry import service
 from felles.registry.numbers import InvalidNumber, parse_pid

@@ -66,9 +66,16 @@ class ProblemError(Exception):
     """Raise from API code to answer with a problem document."""
 
     def __init__(
-        self, slug: str, detail: str | None = None, *, field: str | None = None, **extra: Any
+        self,
+        slug: str,
+        detail: str | None = None,
+        *,
+        field: str | None = None,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
     ) -> None:
         super().__init__(detail or PROBLEMS[slug][1])
+        self.headers = headers
         self.slug = slug
         self.detail = detail
         self.field = field
@@ -77,5 +84,10 @@ class ProblemError(Exception):
     def response(self, instance: str | None = None) -> JSONResponse:
         errors = [{"field": self.field, "detail": self.detail}] if self.field else None
         return problem(
-            self.slug, detail=self.detail, instance=instance, errors=errors, **self.extra
+            self.slug,
+            detail=self.detail,
+            instance=instance,
+            errors=errors,
+            headers=self.headers,
+            **self.extra,
         )
