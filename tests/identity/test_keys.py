@@ -388,6 +388,32 @@ async def test_another_process_sees_a_rotation_when_its_cache_expires(
         await other_db.dispose()
 
 
+async def test_a_read_that_raced_a_rotation_here_is_not_cached(
+    kdb: Database, master: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A refresh that read the keys just before this store rotated must not stick."""
+    store = KeyStore(kdb, master, cache_seconds=3600)
+    await store.ensure_keys()
+    old = (await store.signing_key("ES256")).kid
+    store.invalidate()
+    read_done, release = asyncio.Event(), asyncio.Event()
+    load = store._load
+
+    async def slow_load() -> Any:
+        snapshot = await load()
+        read_done.set()
+        await release.wait()
+        return snapshot
+
+    monkeypatch.setattr(store, "_load", slow_load)
+    pending = asyncio.create_task(store.signing_key("ES256"))
+    await read_done.wait()
+    (new,) = await store.rotate(alg="ES256", token_lifetime=HOUR)
+    release.set()
+    assert (await pending).kid == old  # it asked before the rotation finished
+    assert (await store.signing_key("ES256")).kid == new
+
+
 async def test_the_cached_hot_path_does_not_touch_the_database(
     kdb: Database, master: bytes
 ) -> None:

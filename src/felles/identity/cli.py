@@ -3,25 +3,21 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from felles.cliutil import fail, run, settings, with_database
-from felles.config import Settings
 from felles.db import Database
 from felles.identity import crypto
 from felles.identity.keys import SUPPORTED_ALGS, KeyInfo, KeyStore, WrongMasterKey, list_keys
 
 app = typer.Typer(help="The login service: signing keys.", no_args_is_help=True)
 out = Console()
-T = TypeVar("T")
 
 # The longest a token we sign lives (a refresh-token session of 8 hours) plus leeway.
 DEFAULT_TOKEN_LIFETIME_SECONDS = 8 * 3600 + 120
@@ -38,17 +34,6 @@ def _when(value: datetime | None) -> str:
 
 def _short(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M") if value else ""
-
-
-def _with_keys(conf: Settings, work: Callable[[Database], Awaitable[T]]) -> T:
-    """Run `work` on the database; a database never migrated gets one clear line."""
-    try:
-        result: T = run(with_database(conf, work))
-    except (OperationalError, ProgrammingError) as exc:
-        if "identity_signing_key" in str(exc):
-            fail("The database has no signing-key table yet. Run `felles db upgrade` first.")
-        raise
-    return result
 
 
 @app.command("rotate-keys")
@@ -89,7 +74,7 @@ def rotate_keys(
         )
         return store, kids, await list_keys(db)
 
-    store, kids, keys = _with_keys(conf, work)
+    store, kids, keys = run(with_database(conf, work))
     by_kid = {key.kid: key for key in keys}
     for kid in kids:
         new = by_kid[kid]
@@ -116,7 +101,7 @@ def keys(
 ) -> None:
     """List the signing keys: active ones sign, retired ones are still published."""
     conf = settings()
-    rows = _with_keys(conf, list_keys)
+    rows: list[KeyInfo] = run(with_database(conf, list_keys))
     if as_json:
         data: list[dict[str, Any]] = [
             {

@@ -142,6 +142,7 @@ class KeyStore:
         self._master_key = master_key
         self.cache_seconds = cache_seconds
         self._snapshot: _Snapshot | None = None
+        self._generation = 0  # bumped by invalidate(): a read begun earlier is not kept
         # Keys never change under a kid, so decrypted and parsed keys outlive a refresh.
         self._private: dict[str, Jwk] = {}
         self._public: dict[str, Jwk] = {}
@@ -180,6 +181,7 @@ class KeyStore:
     def invalidate(self) -> None:
         """Forget the cached view; the next call reads the database."""
         self._snapshot = None
+        self._generation += 1
 
     # -- changes ----------------------------------------------------------------------
 
@@ -197,12 +199,13 @@ class KeyStore:
         fresh = {alg: await asyncio.to_thread(_generate, alg) for alg in missing}
         async with self.db.session() as session:
             await self._lock_keys(session)
-            present = await self._active_algs(session)
+            present = await self._active_algs(session)  # another process may have won
+            added = {alg: key for alg, key in fresh.items() if alg not in present}
             now = utcnow()
-            for alg, key in fresh.items():
-                if alg not in present:
-                    session.add(_row(key, alg, self._master_key, now))
-                    self._remember(key)
+            for alg, key in added.items():
+                session.add(_row(key, alg, self._master_key, now))
+        for key in added.values():
+            self._remember(key)
         self.invalidate()
 
     async def rotate(self, *, alg: str | None = None, token_lifetime: timedelta) -> list[str]:
@@ -257,8 +260,10 @@ class KeyStore:
             snapshot = self._snapshot
             if snapshot is not None and time.monotonic() < snapshot.expires:
                 return snapshot
+            generation = self._generation
             snapshot = await self._load()
-            self._snapshot = snapshot
+            if generation == self._generation:
+                self._snapshot = snapshot
             return snapshot
 
     async def _load(self) -> _Snapshot:
