@@ -11,8 +11,10 @@ from fastapi.staticfiles import StaticFiles
 from felles import __version__
 from felles.config import Settings, get_settings
 from felles.db import Database
+from felles.identity import account as identity_account
 from felles.identity import api as identity_api
 from felles.identity import pages as identity_pages
+from felles.identity import passkey_pages, password_pages, upstream_pages
 from felles.identity.runtime import IdentityRuntime
 from felles.web import pages as web_pages
 from felles.web.errors import CatchAllMiddleware, guard_rejection, install_error_handlers
@@ -67,6 +69,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(web_pages.router)
     app.include_router(identity_api.router)
     app.include_router(identity_pages.router)
+    app.include_router(identity_account.router)
+    for method in (password_pages, passkey_pages, upstream_pages):
+        app.include_router(method.router)
     return app
 
 

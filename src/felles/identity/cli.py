@@ -19,11 +19,13 @@ from felles.identity.keys import SUPPORTED_ALGS, KeyInfo, KeyStore, WrongMasterK
 app = typer.Typer(help="The login service: signing keys.", no_args_is_help=True)
 out = Console()
 
-# The longest a token we sign lives (a refresh-token session of 8 hours) plus leeway.
+# The longest a token we sign lives (8 hours) plus two minutes of leeway.
 DEFAULT_TOKEN_LIFETIME_SECONDS = 8 * 3600 + 120
 
 
 class Alg(StrEnum):
+    """SUPPORTED_ALGS as choices, so --help lists them and a typo is refused."""
+
     RS256 = "RS256"
     ES256 = "ES256"
 
@@ -44,7 +46,8 @@ def rotate_keys(
     token_lifetime_seconds: Annotated[
         int,
         typer.Option(
-            help="The longest a token we sign lives: old keys stay published that long.",
+            help="The longest a token we sign lives: old keys stay published that long "
+            "(plus the servers' 30 s key cache).",
             min=0,
         ),
     ] = DEFAULT_TOKEN_LIFETIME_SECONDS,

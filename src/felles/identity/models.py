@@ -222,3 +222,84 @@ class RateCounter(Base):
     key: Mapped[str] = mapped_column(String(200), primary_key=True)
     window_start: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class PasswordCredential(Base):
+    """A person's password (argon2id hash) for the password + one-time code method."""
+
+    __tablename__ = "identity_password"
+
+    pid: Mapped[str] = mapped_column(String(11), primary_key=True)
+    password_hash: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class TotpCredential(Base):
+    """An authenticator app's shared secret, encrypted under the master key."""
+
+    __tablename__ = "identity_totp"
+
+    pid: Mapped[str] = mapped_column(String(11), primary_key=True)
+    secret: Mapped[bytes] = mapped_column(LargeBinary)
+    confirmed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_step: Mapped[int] = mapped_column(Integer, default=0)  # a code works once
+
+
+class OneTimeCode(Base):
+    """A code sent by SMS or e-mail; stored hashed, few attempts, short life."""
+
+    __tablename__ = "identity_one_time_code"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    pid: Mapped[str] = mapped_column(String(11), index=True)
+    channel: Mapped[str] = mapped_column(String(10))  # "sms" or "email"
+    code_hash: Mapped[str] = mapped_column(String(64))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class PasskeyCredential(Base):
+    """A WebAuthn credential (passkey) registered by a person."""
+
+    __tablename__ = "identity_passkey"
+
+    credential_id: Mapped[str] = mapped_column(String(1400), primary_key=True)  # base64url
+    pid: Mapped[str] = mapped_column(String(11), index=True)
+    public_key: Mapped[bytes] = mapped_column(LargeBinary)
+    sign_count: Mapped[int] = mapped_column(Integer, default=0)
+    transports: Mapped[list[str]] = mapped_column(JSON, default=list)
+    name: Mapped[str] = mapped_column(String(100), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class UpstreamProvider(Base):
+    """An upstream OpenID Connect provider (like BankID) that Felles brokers logins to."""
+
+    __tablename__ = "identity_upstream_provider"
+
+    name: Mapped[str] = mapped_column(String(50), primary_key=True)
+    display_name: Mapped[str] = mapped_column(String(100))
+    issuer: Mapped[str] = mapped_column(String(500))
+    client_id: Mapped[str] = mapped_column(String(200))
+    client_secret: Mapped[bytes | None] = mapped_column(LargeBinary)  # encrypted
+    acr: Mapped[str] = mapped_column(String(40))  # the level a login there gives
+    scope: Mapped[str] = mapped_column(String(500), default="openid")
+    pid_claim: Mapped[str] = mapped_column(String(50), default="pid")
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class UpstreamLogin(Base):
+    """A login in progress at an upstream provider: state, nonce and PKCE verifier."""
+
+    __tablename__ = "identity_upstream_login"
+
+    state: Mapped[str] = mapped_column(String(64), primary_key=True)
+    provider: Mapped[str] = mapped_column(String(50))
+    pending_id: Mapped[str] = mapped_column(String(64))
+    nonce: Mapped[str] = mapped_column(String(64))
+    code_verifier: Mapped[str] = mapped_column(String(128))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

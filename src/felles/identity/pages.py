@@ -5,19 +5,19 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Query, Request
-from fastapi.responses import Response
+from fastapi.responses import RedirectResponse, Response
 
 from felles.identity import levels
 from felles.identity.api import SSO_COOKIE, authorize_error_page, login_redirect
+from felles.identity.methods import N_, methods_for
 from felles.identity.runtime import runtime
-from felles.identity.service import AuthorizeError, RedirectError
+from felles.identity.service import Authenticated, AuthorizeError, RedirectError
 from felles.registry import service as registry
 from felles.registry.numbers import InvalidNumber, parse_pid
 from felles.web.templating import render
 
 router = APIRouter(include_in_schema=False)
 
-N_ = str  # marks strings for extraction; the template translates them
 
 LEVEL_LABELS = {
     levels.SUBSTANTIAL: N_("Substantial (like MinID or BankID on mobile)"),
@@ -33,12 +33,28 @@ async def choose_method(request: Request, auth: Annotated[str, Query(max_length=
             pending = await rt.identity.pending(session, auth)
     except AuthorizeError as exc:
         return authorize_error_page(request, exc.error, exc.description)
-    methods = [("testid", "/login/testid")] if rt.testid_enabled else []
+    offered = methods_for(rt.settings, pending.wanted_acr)
     return render(
         request,
         "identity/login.html",
-        {"auth": auth, "client_name": pending.client.name, "methods": methods},
+        {"auth": auth, "client_name": pending.client.name, "methods": offered},
     )
+
+
+async def finish_login(request: Request, auth: str, who: Authenticated) -> Response:
+    """Every login method ends here: start or step up the SSO session and send the
+    browser back to the service with a code (or an error the service must hear)."""
+    rt = await runtime(request)
+    try:
+        async with rt.db.session() as session:
+            pending = await rt.identity.pending(session, auth)
+            sso = await rt.identity.sso_state(session, request.cookies.get(SSO_COOKIE))
+            outcome = await rt.identity.complete(session, pending, who, sso, pending_id=auth)
+    except AuthorizeError as exc:
+        return authorize_error_page(request, exc.error, exc.description)
+    except RedirectError as exc:
+        return RedirectResponse(exc.url, status_code=303)
+    return login_redirect(rt, outcome)
 
 
 async def _testid_page(
@@ -105,14 +121,9 @@ async def testid_submit(
         if acr not in levels.LEVELS:
             acr = levels.SUBSTANTIAL
         async with rt.db.session() as session:
-            pending = await rt.identity.pending(session, auth)
+            await rt.identity.pending(session, auth)
             who = await rt.testid_login(session, number, acr)
-            if who is None:
-                outcome = None
-            else:
-                sso = await rt.identity.sso_state(session, request.cookies.get(SSO_COOKIE))
-                outcome = await rt.identity.complete(session, pending, who, sso, pending_id=auth)
-        if outcome is None:
+        if who is None:
             return await _testid_page(
                 request,
                 auth,
@@ -123,8 +134,4 @@ async def testid_submit(
             )
     except AuthorizeError as exc:
         return authorize_error_page(request, exc.error, exc.description)
-    except RedirectError as exc:
-        from fastapi.responses import RedirectResponse
-
-        return RedirectResponse(exc.url, status_code=303)
-    return login_redirect(rt, outcome)
+    return await finish_login(request, auth, who)
