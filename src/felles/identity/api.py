@@ -18,6 +18,7 @@ from felles.db import Database
 from felles.identity import levels
 from felles.identity.client_auth import CLIENT_JWT_ALGS, authenticate_client
 from felles.identity.clients import AUTH_METHODS, ClientRecord, UnknownClient, get_client
+from felles.identity.dpop import PROOF_ALGS, check_binding, verify_proof
 from felles.identity.errors import NO_STORE, OAuthError, invalid_request
 from felles.identity.runtime import IdentityRuntime, runtime
 from felles.identity.service import (
@@ -154,6 +155,12 @@ async def pushed_authorization_request(request: Request) -> Response:
             client = await authenticate_client(
                 session, form, request.headers.get("authorization"), rt.identity.audiences
             )
+            if "dpop" in request.headers:
+                proof = await verify_proof(
+                    session, request.headers["dpop"], method="POST", url=rt.identity.par_endpoint
+                )
+                if form.setdefault("dpop_jkt", proof.jkt) != proof.jkt:
+                    raise invalid_request("dpop_jkt does not match the DPoP proof's key")
             request_uri, expires_in = await rt.identity.push(session, client, form)
     except OAuthError as exc:
         return exc.response()
@@ -183,8 +190,17 @@ async def token(request: Request) -> Response:
                 client = await authenticate_client(
                     session, form, request.headers.get("authorization"), rt.identity.audiences
                 )
+            jkt = None
+            if "dpop" in request.headers:
+                proof = await verify_proof(
+                    session,
+                    request.headers["dpop"],
+                    method="POST",
+                    url=rt.identity.token_endpoint,
+                )
+                jkt = proof.jkt
             try:
-                body = await rt.identity.token(session, client, form)
+                body = await rt.identity.token(session, client, form, dpop_jkt=jkt)
             except OAuthError as exc:
                 if not exc.keep_changes:
                     raise
@@ -196,29 +212,46 @@ async def token(request: Request) -> Response:
     return JSONResponse(body, headers=NO_STORE)
 
 
-def _bearer(request: Request) -> str | None:
-    header = request.headers.get("authorization", "")
-    scheme, _, value = header.partition(" ")
+def _authorization(request: Request) -> tuple[str, str] | None:
+    """(scheme, token) from `Authorization: Bearer ...` or `Authorization: DPoP ...`."""
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() in ("bearer", "dpop") and value.strip():
-        return value.strip()
+        return scheme.lower(), value.strip()
     return None
+
+
+def _unauthorized(error: str | None, description: str = "") -> Response:
+    algs = f'DPoP algs="{" ".join(PROOF_ALGS)}"'
+    challenge = f'Bearer realm="felles", {algs}'
+    if error:
+        challenge = f'Bearer error="{error}", error_description="{description}", {algs}'
+    return Response(status_code=401, headers={"www-authenticate": challenge, **NO_STORE})
 
 
 @router.api_route("/userinfo", methods=["GET", "POST"])
 async def userinfo(request: Request) -> Response:
     rt = await runtime(request)
-    token = _bearer(request)
-    if token is None:
-        return Response(status_code=401, headers={"www-authenticate": 'Bearer realm="felles"'})
+    presented = _authorization(request)
+    if presented is None:
+        return _unauthorized(None)
+    scheme, token = presented
     try:
         async with rt.db.session() as session:
             claims = await rt.identity.access_claims(session, token)
+            await check_binding(
+                session,
+                claims,
+                scheme=scheme,
+                token=token,
+                proof=request.headers.get("dpop"),
+                method=request.method,
+                url=f"{rt.identity.issuer}/userinfo",
+            )
             info = await rt.identity.userinfo(session, claims)
     except InvalidToken:
-        return Response(
-            status_code=401,
-            headers={"www-authenticate": 'Bearer error="invalid_token"', **NO_STORE},
-        )
+        return _unauthorized("invalid_token", "The access token is not valid")
+    except OAuthError as exc:
+        return _unauthorized(exc.error, exc.description)
     return JSONResponse(info, headers=NO_STORE)
 
 
@@ -400,6 +433,7 @@ def discovery_document(issuer: str, people_scopes: list[str]) -> dict[str, Any]:
         "frontchannel_logout_session_supported": True,
         "backchannel_logout_supported": True,
         "backchannel_logout_session_supported": True,
+        "dpop_signing_alg_values_supported": list(PROOF_ALGS),
     }
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from fastapi import Request
 
+from felles.identity.dpop import InvalidProof, check_binding
 from felles.identity.runtime import runtime
 from felles.identity.tokens import InvalidToken
 from felles.web.problems import ProblemError
@@ -43,7 +44,7 @@ def require_scopes(*needed: str) -> Callable[[Request], Awaitable[Caller]]:
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         challenge = {"www-authenticate": 'Bearer realm="felles"'}
-        if scheme.lower() != "bearer" or not token.strip():
+        if scheme.lower() not in ("bearer", "dpop") or not token.strip():
             raise ProblemError(
                 "unauthorized",
                 "Send an access token: Authorization: Bearer <token>",
@@ -53,6 +54,21 @@ def require_scopes(*needed: str) -> Callable[[Request], Awaitable[Caller]]:
         try:
             async with rt.db.session() as session:
                 claims = await rt.identity.access_claims(session, token.strip())
+                await check_binding(
+                    session,
+                    claims,
+                    scheme=scheme.lower(),
+                    token=token.strip(),
+                    proof=request.headers.get("dpop"),
+                    method=request.method,
+                    url=rt.settings.base_url + request.url.path,
+                )
+        except InvalidProof as exc:
+            raise ProblemError(
+                "unauthorized",
+                exc.description,
+                headers={"www-authenticate": f'DPoP error="{exc.error}"'},
+            ) from None
         except InvalidToken:
             raise ProblemError(
                 "unauthorized",

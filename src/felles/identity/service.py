@@ -562,17 +562,19 @@ class Identity:
         which authenticates the client by the grant itself."""
         grant_type = form.get("grant_type")
         if grant_type == GRANT_JWT_BEARER:
-            return await self._jwt_bearer(session, client, form)
+            return await self._jwt_bearer(session, client, form, dpop_jkt)
         if client is None:
             raise OAuthError("invalid_client", "Client authentication is required", status=401)
         if grant_type not in client.grant_types:
             raise OAuthError("unauthorized_client", f"This client may not use {grant_type}")
+        if client.require_dpop and dpop_jkt is None:
+            raise OAuthError("invalid_dpop_proof", "This client must send a DPoP proof")
         if grant_type == GRANT_CODE:
             return await self._code_grant(session, client, form, dpop_jkt)
         if grant_type == GRANT_REFRESH:
             return await self._refresh_grant(session, client, form, dpop_jkt)
         if grant_type == GRANT_CLIENT_CREDENTIALS:
-            return await self._machine_token(session, client, form.get("scope", ""), form)
+            return await self._machine_token(session, client, form.get("scope", ""), form, dpop_jkt)
         raise OAuthError("unsupported_grant_type", "This grant type is not supported")
 
     async def _code_grant(
@@ -766,7 +768,11 @@ class Identity:
         )
 
     async def _jwt_bearer(
-        self, session: AsyncSession, client: ClientRecord | None, form: dict[str, str]
+        self,
+        session: AsyncSession,
+        client: ClientRecord | None,
+        form: dict[str, str],
+        dpop_jkt: str | None,
     ) -> dict[str, Any]:
         """Maskinporten's grant (RFC 7523 2.1): the signed grant is the authentication."""
         assertion = form.get("assertion")
@@ -780,7 +786,9 @@ class Identity:
         scope = claims.get("scope", "")
         if not isinstance(scope, str):
             raise OAuthError("invalid_scope", "The grant's scope must be a string")
-        return await self._machine_token(session, signer, scope, claims)
+        if signer.require_dpop and dpop_jkt is None:
+            raise OAuthError("invalid_dpop_proof", "This client must send a DPoP proof")
+        return await self._machine_token(session, signer, scope, claims, dpop_jkt)
 
     async def _machine_token(
         self,
@@ -788,6 +796,7 @@ class Identity:
         client: ClientRecord,
         scope: str,
         source: dict[str, Any],
+        dpop_jkt: str | None = None,
     ) -> dict[str, Any]:
         if not client.orgnr:
             raise OAuthError("unauthorized_client", "Machine tokens need an organisation")
@@ -809,6 +818,7 @@ class Identity:
             scope=granted,
             lifetime=client.access_token_seconds,
             audience=audience,
+            jkt=dpop_jkt,
             extra={
                 "consumer": {
                     "authority": "iso6523-actorid-upis",
@@ -818,7 +828,7 @@ class Identity:
         )
         return {
             "access_token": access.token,
-            "token_type": "Bearer",
+            "token_type": "DPoP" if dpop_jkt else "Bearer",
             "expires_in": access.expires_in,
             "scope": granted,
         }
