@@ -65,6 +65,7 @@ def serve(
     import uvicorn
 
     from felles.demo.service import seed_if_empty
+    from felles.identity.demo import seed_scopes
 
     conf = settings()
     if demo and not conf.demo_allowed():
@@ -76,6 +77,7 @@ def serve(
             await db.upgrade()
         if demo:
             await seed_if_empty(db, persons=conf.demo_persons, seed=conf.demo_seed)
+            await seed_scopes(db)
 
     run(with_database(conf, prepare))
     if workers > 1:

@@ -2,5 +2,6 @@
 
 from felles.identity import models as identity_models
 from felles.registry import models as registry_models
+from felles.web import idempotency
 
-__all__ = ["identity_models", "registry_models"]
+__all__ = ["idempotency", "identity_models", "registry_models"]

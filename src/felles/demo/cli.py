@@ -22,6 +22,7 @@ def seed_command(
 ) -> None:
     """Create a synthetic country: people, families, businesses with roles, agencies."""
     from felles.demo.service import DemoError, seed_country
+    from felles.identity.demo import seed_scopes
 
     conf = settings()
     if not conf.demo_allowed():
@@ -39,12 +40,14 @@ def seed_command(
             transient=True,
         ) as bar:
             task = bar.add_task("seed", total=persons)
-            return await seed_country(
+            summary = await seed_country(
                 db,
                 persons=persons,
                 seed=seed,
                 progress=lambda done: bar.update(task, completed=done),
             )
+        await seed_scopes(db)
+        return summary
 
     try:
         summary = run(with_database(conf, work))
