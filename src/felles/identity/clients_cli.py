@@ -490,3 +490,101 @@ def scope_revoke(
         out.print(f"Revoked {name} from {orgnr.strip()}.", highlight=False)
     else:
         out.print(f"{orgnr.strip()} had no grant for {name}; nothing to revoke.", highlight=False)
+
+
+# --- Being a machine client: a key pair and a token, as an agency's server does -----------
+
+
+@clients_app.command("keygen")
+def keygen(
+    out_prefix: Annotated[
+        Path, typer.Option("--out", help="Writes OUT.private.jwk.json and OUT.jwks.json.")
+    ],
+    alg: Annotated[str, typer.Option(help="ES256 or RS256.")] = "ES256",
+) -> None:
+    """Make a key pair for a machine client: register the public JWKS, keep the private key."""
+    import os
+
+    from joserfc.jwk import ECKey, KeySet, RSAKey
+
+    if alg not in ("ES256", "RS256"):
+        fail("--alg must be ES256 or RS256.", code=2)
+    key: ECKey | RSAKey = (
+        ECKey.generate_key("P-256") if alg == "ES256" else RSAKey.generate_key(2048)
+    )
+    key.ensure_kid()
+    private_path = Path(f"{out_prefix}.private.jwk.json")
+    public_path = Path(f"{out_prefix}.jwks.json")
+    try:
+        fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        fail(f"{private_path} exists already; choose another --out.")
+    except OSError as exc:
+        fail(f"Cannot write {private_path} ({exc.strerror}).")
+    with os.fdopen(fd, "w") as handle:
+        json.dump({**key.as_dict(private=True), "alg": alg}, handle, indent=2)
+    public = KeySet([key]).as_dict(private=False)
+    for jwk in public["keys"]:
+        jwk["alg"], jwk["use"] = alg, "sig"
+    public_path.write_text(json.dumps(public, indent=2))
+    out.print(
+        f"Private key (keep it secret): {private_path}\nPublic key set (register it): "
+        f"{public_path}\nkid: {key.kid}",
+        highlight=False,
+    )
+
+
+@clients_app.command("token")
+def machine_token(
+    client_id: ClientId,
+    key_file: Annotated[Path, typer.Option("--key", help="The private JWK from `keygen`.")],
+    scope: Annotated[list[str], typer.Option("--scope", help="Scopes to ask for.")],
+    issuer: Annotated[
+        str | None, typer.Option(help="The login service's address (default FELLES_BASE_URL).")
+    ] = None,
+    resource: Annotated[
+        str | None, typer.Option(help="The API's audience, if it wants one.")
+    ] = None,
+) -> None:
+    """Get a machine token with the JWT bearer grant (RFC 7523), as Maskinporten clients do."""
+    import secrets
+    import time
+
+    import httpx
+    from joserfc import jwt
+    from joserfc.jwk import ECKey, RSAKey
+
+    try:
+        private = json.loads(key_file.read_text())
+    except (OSError, ValueError) as exc:
+        fail(f"Cannot read the key in {key_file}: {exc}")
+    alg = private.get("alg", "ES256")
+    key = ECKey.import_key(private) if private.get("kty") == "EC" else RSAKey.import_key(private)
+    base = (issuer or settings().issuer).rstrip("/")
+    now = int(time.time())
+    claims: dict[str, Any] = {
+        "iss": client_id,
+        "aud": base,
+        "scope": " ".join(scope),
+        "iat": now,
+        "exp": now + 60,
+        "jti": secrets.token_urlsafe(16),
+    }
+    if resource:
+        claims["resource"] = resource
+    grant = jwt.encode({"alg": alg, "kid": private.get("kid")}, claims, key, algorithms=[alg])
+    try:
+        response = httpx.post(
+            f"{base}/token",
+            data={"grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer", "assertion": grant},
+            timeout=10,
+        )
+    except httpx.HTTPError as exc:
+        fail(f"Cannot reach the login service at {base} ({type(exc).__name__}). Is it running?")
+    try:
+        body = response.json()
+    except ValueError:
+        fail(f"The login service answered {response.status_code} without JSON.")
+    if response.status_code != 200:
+        fail(f"{body.get('error')}: {body.get('error_description')}")
+    print_json(body)
