@@ -14,6 +14,7 @@ from felles.db import Database
 from felles.identity import account as identity_account
 from felles.identity import admin_api as identity_admin_api
 from felles.identity import api as identity_api
+from felles.identity import demo_rp
 from felles.identity import pages as identity_pages
 from felles.identity import passkey_pages, password_pages, upstream_pages
 from felles.identity.runtime import IdentityRuntime
@@ -72,6 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(identity_pages.router)
     app.include_router(identity_account.router)
     app.include_router(identity_admin_api.router)
+    app.include_router(demo_rp.router)
     for method in (password_pages, passkey_pages, upstream_pages):
         app.include_router(method.router)
     return app

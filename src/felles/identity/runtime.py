@@ -25,7 +25,8 @@ class IdentityRuntime:
     def __init__(self, settings: Settings, db: Database) -> None:
         self.settings = settings
         self.db = db
-        self.keys = KeyStore(db, master_key(settings))
+        self.keys_master = master_key(settings)
+        self.keys = KeyStore(db, self.keys_master)
         self.tokens = TokenIssuer(self.keys, settings.issuer)
         salt = load_or_create_secret(settings.keys_dir / "pairwise.key")
         self.identity = Identity(settings, self.tokens, salt)
