@@ -677,3 +677,38 @@ async def test_logout_is_no_open_redirect(
     assert "location" not in response.headers
     # Nothing was ended by the refused request.
     assert (await rp.refresh(tokens["refresh_token"])).status_code == 200
+
+
+async def test_front_channel_logout_frames_every_client_of_the_session(
+    db: Database, http: httpx.AsyncClient, pid: str
+) -> None:
+    client, secret = await register(
+        db,
+        redirect_uris=["https://front.example/cb"],
+        frontchannel_logout_uri="https://front.example/logout",
+        post_logout_redirect_uris=["https://front.example/bye"],
+    )
+    rp = Rp(http, client.client_id, secret, "https://front.example/cb")
+    tokens = await rp.tokens_for(pid)
+    sid = unverified_claims(tokens["id_token"])["sid"]
+    page = await http.get("/endsession", params={"id_token_hint": tokens["id_token"]})
+    assert page.status_code == 200
+    assert (
+        f'src="https://front.example/logout?iss=http%3A%2F%2Ftestserver&amp;sid={sid}"' in page.text
+    )
+    assert "frame-src https://front.example" in page.headers["content-security-policy"]
+
+
+async def test_sso_session_absolute_limit(rp: Rp, db: Database, pid: str) -> None:
+    await rp.login(Pkce(), pid)
+    async with db.session() as session:
+        await session.execute(
+            update(SsoSession).values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
+        )
+    response = await rp.authorize(Pkce(), prompt="none")
+    assert query_of(response.headers["location"])["error"] == "login_required"
+
+
+async def test_ui_locales_sets_the_locale_claim(rp: Rp, pid: str) -> None:
+    tokens = await rp.tokens_for(pid, ui_locales="nn en")
+    assert unverified_claims(tokens["id_token"])["locale"] == "nn"

@@ -11,9 +11,15 @@ from felles.identity import levels
 from felles.identity.api import SSO_COOKIE, authorize_error_page, login_redirect
 from felles.identity.methods import N_, methods_for
 from felles.identity.runtime import runtime
-from felles.identity.service import Authenticated, AuthorizeError, RedirectError
+from felles.identity.service import (
+    Authenticated,
+    AuthorizationRequest,
+    AuthorizeError,
+    RedirectError,
+)
 from felles.registry import service as registry
 from felles.registry.numbers import InvalidNumber, parse_pid
+from felles.web.i18n import LANGUAGE_COOKIE
 from felles.web.templating import render
 
 router = APIRouter(include_in_schema=False)
@@ -33,6 +39,7 @@ async def choose_method(request: Request, auth: Annotated[str, Query(max_length=
             pending = await rt.identity.pending(session, auth)
     except AuthorizeError as exc:
         return authorize_error_page(request, exc.error, exc.description)
+    use_requested_language(request, pending)
     offered = methods_for(rt.settings, pending.wanted_acr)
     return render(
         request,
@@ -57,6 +64,13 @@ async def finish_login(request: Request, auth: str, who: Authenticated) -> Respo
     return login_redirect(rt, outcome)
 
 
+async def use_requested_language(request: Request, pending: AuthorizationRequest) -> None:
+    """The service's `ui_locales` decides the login pages' language, unless the person
+    has chosen one themself."""
+    if pending.ui_locales and LANGUAGE_COOKIE not in request.cookies:
+        request.state.lang = pending.locale
+
+
 async def _testid_page(
     request: Request,
     auth: str,
@@ -70,6 +84,7 @@ async def _testid_page(
     async with rt.db.session() as session:
         pending = await rt.identity.pending(session, auth)
         examples = await registry.list_people(session, limit=5)
+    use_requested_language(request, pending)
     return render(
         request,
         "identity/testid.html",
