@@ -264,6 +264,12 @@ async def introspect(request: Request) -> Response:
             client = await authenticate_client(
                 session, form, request.headers.get("authorization"), rt.identity.audiences
             )
+            if client.auth_method == "none":
+                # RFC 7662 2.1: introspection needs real client authentication; a public
+                # client's id is no secret.
+                raise OAuthError(
+                    "invalid_client", "Introspection needs client authentication", status=401
+                )
             body = await rt.identity.introspect(session, client, form.get("token", ""))
     except OAuthError as exc:
         return exc.response()

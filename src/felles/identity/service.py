@@ -903,7 +903,7 @@ class Identity:
             return {"active": False}
         return {
             "active": True,
-            "token_type": "refresh_token",
+            "token_type": "refresh_token",  # not an RFC 6749 5.1 type: says what it is
             "client_id": row.client_id,
             "sub": row.sub,
             "scope": row.scope,
