@@ -712,3 +712,23 @@ async def test_sso_session_absolute_limit(rp: Rp, db: Database, pid: str) -> Non
 async def test_ui_locales_sets_the_locale_claim(rp: Rp, pid: str) -> None:
     tokens = await rp.tokens_for(pid, ui_locales="nn en")
     assert unverified_claims(tokens["id_token"])["locale"] == "nn"
+
+
+async def test_logout_without_hint_asks_first(rp: Rp, http: httpx.AsyncClient, pid: str) -> None:
+    tokens = await rp.tokens_for(pid)
+    forced = await http.get("/endsession")  # e.g. an <img> on someone else's page
+    assert forced.status_code == 200 and 'action="/endsession/confirm"' in forced.text
+    assert (await rp.refresh(tokens["refresh_token"])).status_code == 200  # still logged in
+    no_csrf = await http.post("/endsession/confirm", data={})
+    assert no_csrf.status_code == 403
+    confirmed = await http.post(
+        "/endsession/confirm",
+        data={
+            "client_id": rp.client_id,
+            "post_logout_redirect_uri": "https://rp.example/bye",
+            "csrf_token": http.cookies["felles_csrf"],
+        },
+    )
+    assert confirmed.status_code == 200 and "https://rp.example/bye" in confirmed.text
+    silent = await rp.authorize(Pkce(), prompt="none")
+    assert query_of(silent.headers["location"])["error"] == "login_required"

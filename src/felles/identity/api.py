@@ -312,6 +312,34 @@ async def end_session(request: Request) -> Response:
             return authorize_error_page(
                 request, "invalid_request", "The id_token_hint is not a token we issued."
             )
+    if hint_claims is None:
+        # Without proof that the service itself asks, a logout could be forced on the
+        # person by any page they visit: ask them first (OpenID RP-Initiated Logout 2).
+        return render(
+            request,
+            "identity/logout_confirm.html",
+            {
+                "client_id": raw.get("client_id", ""),
+                "post_logout_redirect_uri": raw.get("post_logout_redirect_uri", ""),
+                "state": raw.get("state", ""),
+            },
+            headers=NO_STORE,
+        )
+    return await _log_out(request, rt, raw, hint_claims)
+
+
+@router.post("/endsession/confirm", include_in_schema=False)
+async def confirm_end_session(request: Request) -> Response:
+    """The person said yes on the confirmation page (a CSRF-protected form)."""
+    rt = await runtime(request)
+    form = await request.form()
+    raw = {k: v for k, v in form.items() if isinstance(v, str) and v and k != "csrf_token"}
+    return await _log_out(request, rt, raw, None)
+
+
+async def _log_out(
+    request: Request, rt: IdentityRuntime, raw: dict[str, str], hint_claims: dict[str, Any] | None
+) -> Response:
     client_id = raw.get("client_id") or (hint_claims or {}).get("aud")
     try:
         async with rt.db.session() as session:
