@@ -25,10 +25,9 @@ assets: $(VENDOR)/.stamp
 $(VENDOR)/.stamp: package.json package-lock.json
 	@if command -v npm >/dev/null 2>&1; then \
 	  npm ci --no-audit --no-fund --ignore-scripts --loglevel=error && \
-	  mkdir -p $(VENDOR)/swagger-ui && \
+	  mkdir -p $(VENDOR) && \
 	  cp node_modules/@digdir/designsystemet-css/dist/src/index.css $(VENDOR)/designsystemet.css && \
 	  cp node_modules/@digdir/designsystemet-theme/brand/digdir.css $(VENDOR)/designsystemet-theme.css && \
-	  cp node_modules/swagger-ui-dist/swagger-ui.css node_modules/swagger-ui-dist/swagger-ui-bundle.js $(VENDOR)/swagger-ui/ && \
 	  touch $@; \
 	else echo "npm not found: serving pages without Designsystemet's CSS"; fi
 

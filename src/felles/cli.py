@@ -112,6 +112,7 @@ def _register_parts() -> None:
     from felles.demo.cli import app as demo_app
     from felles.identity.cli import app as identity_app
     from felles.identity.clients_cli import clients_app, scopes_app
+    from felles.identity.upstream_cli import app as upstream_app
     from felles.registry.cli import app as registry_app
 
     app.add_typer(registry_app, name="registry")
@@ -119,6 +120,7 @@ def _register_parts() -> None:
     app.add_typer(identity_app, name="identity")
     app.add_typer(clients_app, name="clients")
     app.add_typer(scopes_app, name="scopes")
+    app.add_typer(upstream_app, name="upstream")
 
 
 _register_parts()

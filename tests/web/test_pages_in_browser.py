@@ -50,8 +50,7 @@ NARROW, WIDE = 320, 1280
 
 async def settle(page: Page) -> None:
     """Wait until what scripts add is there (Swagger UI renders the API docs after load)."""
-    if await page.locator("script[src*='swagger-ui-bundle']").count():
-        await page.locator("#swagger-ui .swagger-ui .info").wait_for()
+    await page.wait_for_load_state("load")
 
 
 def known_noise(path: str, status: int) -> ConsoleFilter:

@@ -64,7 +64,7 @@ async def finish_login(request: Request, auth: str, who: Authenticated) -> Respo
     return login_redirect(rt, outcome)
 
 
-async def use_requested_language(request: Request, pending: AuthorizationRequest) -> None:
+def use_requested_language(request: Request, pending: AuthorizationRequest) -> None:
     """The service's `ui_locales` decides the login pages' language, unless the person
     has chosen one themself."""
     if pending.ui_locales and LANGUAGE_COOKIE not in request.cookies:

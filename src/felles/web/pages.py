@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -16,7 +16,7 @@ from felles.registry import service as registry
 from felles.web.deps import SessionDep, SettingsDep, get_database
 from felles.web.i18n import LANGUAGE_COOKIE, LANGUAGES
 from felles.web.problems import PROBLEMS
-from felles.web.templating import VENDOR_DIR, render, static_url
+from felles.web.templating import render, static_url
 
 router = APIRouter()
 
@@ -113,6 +113,53 @@ async def problem_types(request: Request, slug: str | None = None) -> Response:
 
 @router.get("/api/docs", response_class=HTMLResponse, include_in_schema=False)
 async def api_docs(request: Request) -> Response:
-    """Swagger UI from the npm package, started by a script file (no inline script)."""
-    swagger = (VENDOR_DIR / "swagger-ui" / "swagger-ui-bundle.js").exists()
-    return render(request, "api_docs.html", {"swagger": swagger})
+    """The API reference, rendered on the server from the OpenAPI document: plain,
+    accessible HTML that needs no JavaScript (Swagger UI fails WCAG contrast rules)."""
+    spec = request.app.openapi()
+    return render(request, "api_docs.html", {"groups": api_reference(spec)})
+
+
+METHOD_ORDER = ("get", "post", "put", "patch", "delete")
+
+
+def api_reference(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    """Operations grouped by tag, each with parameters, body schema and responses."""
+    schemas = spec.get("components", {}).get("schemas", {})
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for path, item in spec.get("paths", {}).items():
+        for method in METHOD_ORDER:
+            operation = item.get(method)
+            if operation is None:
+                continue
+            body = operation.get("requestBody", {}).get("content", {}).get("application/json")
+            groups.setdefault((operation.get("tags") or ["other"])[0], []).append(
+                {
+                    "id": operation.get("operationId", f"{method}-{path}"),
+                    "method": method.upper(),
+                    "path": path,
+                    "summary": operation.get("summary", ""),
+                    "description": operation.get("description", ""),
+                    "parameters": operation.get("parameters", []),
+                    "body": _resolve(body.get("schema"), schemas) if body else None,
+                    "responses": {
+                        code: r.get("description", "")
+                        for code, r in operation.get("responses", {}).items()
+                    },
+                    "secured": bool(operation.get("security")),
+                }
+            )
+    return [{"tag": tag, "operations": ops} for tag, ops in sorted(groups.items())]
+
+
+def _resolve(schema: Any, schemas: dict[str, Any], depth: int = 0) -> Any:
+    """Inline $refs (a few levels deep) so a reader sees the fields in one place."""
+    if depth > 4:
+        return schema
+    if isinstance(schema, dict):
+        ref = schema.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/components/schemas/"):
+            return _resolve(schemas.get(ref.rsplit("/", 1)[1], {}), schemas, depth + 1)
+        return {k: _resolve(v, schemas, depth + 1) for k, v in schema.items()}
+    if isinstance(schema, list):
+        return [_resolve(v, schemas, depth + 1) for v in schema]
+    return schema
