@@ -14,9 +14,8 @@ from felles.db import Database
 from felles.identity import account as identity_account
 from felles.identity import admin_api as identity_admin_api
 from felles.identity import api as identity_api
-from felles.identity import demo_rp
+from felles.identity import demo_rp, passkey_pages, password_pages, upstream_pages
 from felles.identity import pages as identity_pages
-from felles.identity import passkey_pages, password_pages, upstream_pages
 from felles.identity.runtime import IdentityRuntime
 from felles.web import pages as web_pages
 from felles.web.errors import CatchAllMiddleware, guard_rejection, install_error_handlers
