@@ -89,7 +89,8 @@ def render(
         "gettext": catalog.gettext,
         "ngettext": catalog.ngettext,
         "csrf_token": getattr(request.state, "csrf_token", ""),
-        "current_path": request.url.path,
+        # Path and query, so switching language keeps e.g. a login's `auth` id.
+        "current_path": request.url.path + (f"?{request.url.query}" if request.url.query else ""),
     }
     if context:
         values.update(context)

@@ -1,0 +1,1 @@
+"""Notifications: short messages to people by e-mail and SMS (login codes, receipts)."""
