@@ -10,6 +10,7 @@ make their own rows and never assume an empty database.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import socket
@@ -54,12 +55,14 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         pytest.exit(message + ": skipping the PostgreSQL run.", returncode=0)
 
 
-@pytest.fixture(scope="session")
-def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+@contextlib.contextmanager
+def scratch_database(folder: Path, label: str = "felles") -> Iterator[str]:
+    """A new, empty database on this run's backend, removed afterwards: a SQLite file in
+    `folder`, or a freshly created PostgreSQL database."""
     if BACKEND != "postgresql":
-        yield f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('db') / 'felles.db'}"
+        yield f"sqlite+aiosqlite:///{folder / f'{label}.db'}"
         return
-    name = f"felles_test_{os.getpid()}_{secrets.token_hex(3)}"
+    name = f"{label}_test_{os.getpid()}_{secrets.token_hex(3)}"
     with _pg_connect() as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
@@ -68,6 +71,12 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         with _pg_connect() as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with scratch_database(tmp_path_factory.mktemp("db")) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
@@ -136,37 +145,56 @@ def felles_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "felles", *args]
 
 
+def run_felles(settings: Settings, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """The real `felles` command against the test database; output captured."""
+    return subprocess.run(
+        felles_command(*args),
+        env=felles_env(settings, **env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@contextlib.contextmanager
+def serving(settings: Settings, *, host: str = "127.0.0.1", **env: str) -> Iterator[str]:
+    """`felles serve --demo` on a free port; yields its base URL (`http://<host>:<port>`,
+    which is also its FELLES_BASE_URL: WebAuthn tests need `localhost`)."""
+    port = free_port()
+    base_url = f"http://{host}:{port}"
+    log_path = settings.data_dir / f"serve-{port}.log"
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            felles_command("serve", "--demo", "--port", str(port)),
+            env=felles_env(settings, FELLES_BASE_URL=base_url, **env),
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                if process.poll() is not None:
+                    raise RuntimeError(log_path.read_text())
+                try:
+                    if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.2)
+            else:
+                raise RuntimeError("felles serve did not start in 60 s")
+            yield base_url
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
 @pytest.fixture(scope="session")
 def live_server(settings: Settings, db: Database) -> Iterator[str]:
     """The real `felles serve --demo` over real HTTP on a free port, for browser tests."""
-    port = free_port()
-    base_url = f"http://127.0.0.1:{port}"
-    log_path = settings.data_dir / f"serve-{port}.log"
-    log_file = log_path.open("wb")
-    process = subprocess.Popen(
-        felles_command("serve", "--demo", "--port", str(port)),
-        env=felles_env(settings, FELLES_BASE_URL=base_url),
-        stdout=log_file,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise RuntimeError(log_path.read_text())
-            try:
-                if httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        else:
-            raise RuntimeError("felles serve did not start in 60 s")
+    with serving(settings) as base_url:
         yield base_url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log_file.close()

@@ -14,18 +14,9 @@ import pytest
 from felles.config import Settings
 from felles.db import Database
 from felles.registry.numbers import synthetic_pid
-from tests.conftest import felles_command, felles_env
+from tests.conftest import run_felles
 
-
-def felles(settings: Settings, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        felles_command(*args),
-        env=felles_env(settings, **env),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+felles = run_felles
 
 
 def assert_one_clear_line(result: subprocess.CompletedProcess[str], *needles: str) -> None:

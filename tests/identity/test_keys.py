@@ -36,7 +36,7 @@ from felles.identity import keys as keys_module
 from felles.identity.keys import SUPPORTED_ALGS, KeyStore, WrongMasterKey, as_utc, utcnow
 from felles.identity.keys import _generate as generate
 from felles.identity.models import SigningKey
-from tests.conftest import BACKEND, PG_ADMIN_URL, _pg_connect, felles_command
+from tests.conftest import felles_command, scratch_database
 
 HOUR = timedelta(hours=1)
 
@@ -46,18 +46,8 @@ HOUR = timedelta(hours=1)
 
 @pytest.fixture(scope="module")
 def keys_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    if BACKEND != "postgresql":
-        yield f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('keys') / 'keys.db'}"
-        return
-    name = f"felles_keys_{os.getpid()}_{secrets.token_hex(3)}"
-    with _pg_connect() as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
-    try:
-        yield f"{base}/{name}"
-    finally:
-        with _pg_connect() as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_database(tmp_path_factory.mktemp("keys"), "keys") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

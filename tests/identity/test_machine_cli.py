@@ -3,24 +3,14 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 from felles.config import Settings
 from felles.db import Database
 from felles.registry import service as registry
-from tests.conftest import felles_command, felles_env
+from tests.conftest import run_felles
 
-
-def felles(settings: Settings, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        felles_command(*args),
-        env=felles_env(settings, **env),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+felles = run_felles
 
 
 async def test_keygen_register_and_get_a_machine_token(

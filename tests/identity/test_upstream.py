@@ -53,14 +53,12 @@ from felles.registry import service as registry
 from felles.registry.models import Person
 from felles.registry.numbers import synthetic_pid
 from tests.conftest import (
-    BACKEND,
     DEMO_PERSONS,
     DEMO_SEED,
-    PG_ADMIN_URL,
-    _pg_connect,
     felles_command,
     felles_env,
     free_port,
+    scratch_database,
 )
 from tests.identity.conftest import REDIRECT, register
 from tests.identity.oidc import HIGH, SUBSTANTIAL, Pkce, Rp, query_of
@@ -119,20 +117,8 @@ def upstream_cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "felles.identity.upstream_cli", *args]
 
 
-@contextlib.contextmanager
-def fresh_database(folder: Path) -> Iterator[str]:
-    if BACKEND != "postgresql":
-        yield f"sqlite+aiosqlite:///{folder / 'upstream.db'}"
-        return
-    name = f"felles_upstream_{os.getpid()}_{secrets.token_hex(3)}"
-    with _pg_connect() as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
-    try:
-        yield f"{base}/{name}"
-    finally:
-        with _pg_connect() as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+def fresh_database(folder: Path) -> contextlib.AbstractContextManager[str]:
+    return scratch_database(folder, "upstream")
 
 
 @pytest.fixture(scope="module")

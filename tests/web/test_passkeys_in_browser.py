@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import itertools
 import secrets
-import subprocess
-import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -30,7 +28,7 @@ from felles.db import Database
 from felles.identity import levels
 from felles.identity.models import PasskeyCredential
 from felles.registry import service as registry
-from tests.conftest import felles_command, felles_env, free_port
+from tests.conftest import serving
 from tests.identity.conftest import register
 from tests.identity.oidc import Pkce, query_of
 from tests.web.browser import (
@@ -76,37 +74,8 @@ _next_person = itertools.count(250)  # people 250.. of the demo register, one pe
 @pytest.fixture(scope="module")
 def localhost_server(settings: Settings, db: Database) -> Iterator[str]:
     """`felles serve` whose base URL (and so RP ID) is localhost, as WebAuthn needs."""
-    port = free_port()
-    base_url = f"http://localhost:{port}"
-    log_path = settings.data_dir / f"serve-passkeys-{port}.log"
-    log_file = log_path.open("wb")
-    process = subprocess.Popen(
-        felles_command("serve", "--demo", "--port", str(port)),
-        env=felles_env(settings, FELLES_BASE_URL=base_url),
-        stdout=log_file,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise RuntimeError(log_path.read_text())
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        else:
-            raise RuntimeError("felles serve did not start in 60 s")
+    with serving(settings, host="localhost") as base_url:
         yield base_url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log_file.close()
 
 
 @pytest.fixture(scope="module")
