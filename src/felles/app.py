@@ -37,6 +37,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await app.state.identity.ready()
         yield
+        password_login = getattr(app.state, "password_login", None)
+        if password_login is not None:  # close its Redis pool, if it has one
+            await password_login.limiter.aclose()
         await app.state.db.dispose()
 
     app = FastAPI(
