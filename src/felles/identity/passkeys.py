@@ -97,7 +97,7 @@ NOT_VERIFIED = N_(
 )
 REFUSED = N_("We cannot accept this passkey. Log in another way.")
 ALREADY_ADDED = N_("This passkey has already been added.")
-TOO_MANY = N_("You have as many passkeys as you can have. Remove one before you add another.")
+TOO_MANY = N_("You have reached the maximum number of passkeys. Remove one before you add another.")
 
 
 def now() -> datetime:
