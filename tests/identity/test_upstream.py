@@ -112,6 +112,10 @@ def ok(result: subprocess.CompletedProcess[str]) -> str:
     return result.stdout
 
 
+# The assertions read the English page texts.
+ENGLISH = {"accept-language": "en"}
+
+
 def upstream_cli(*args: str) -> list[str]:
     """Our `felles upstream` commands (runnable as a module until `felles` registers them)."""
     return [sys.executable, "-m", "felles.identity.upstream_cli", *args]
@@ -238,7 +242,7 @@ async def browser(
 ) -> AsyncIterator[Browser]:
     transport = httpx.ASGITransport(app=downstream)
     async with (
-        httpx.AsyncClient(transport=transport, base_url=downstream_base) as down,
+        httpx.AsyncClient(transport=transport, base_url=downstream_base, headers=ENGLISH) as down,
         httpx.AsyncClient(base_url=upstream.base_url, timeout=10) as up,
     ):
         client, secret = await register(db)
@@ -454,7 +458,9 @@ async def test_callback_only_counts_in_the_browser_that_started_the_login(
     # Someone sends the link with the code to another browser (login CSRF): refused,
     # and the login stays usable for the browser that started it.
     transport = httpx.ASGITransport(app=downstream)
-    async with httpx.AsyncClient(transport=transport, base_url=browser.down.base_url) as other:
+    async with httpx.AsyncClient(
+        transport=transport, base_url=browser.down.base_url, headers=ENGLISH
+    ) as other:
         planted = await other.get(callback)
     assert planted.status_code == 400
     assert "felles_sso" not in planted.headers.get("set-cookie", "")
