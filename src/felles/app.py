@@ -35,8 +35,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await app.state.identity.ready()
+        await app.state.identity.start()
         yield
+        await app.state.identity.close()
         password_login = getattr(app.state, "password_login", None)
         if password_login is not None:  # close its Redis pool, if it has one
             await password_login.limiter.aclose()

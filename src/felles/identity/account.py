@@ -12,6 +12,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
+from felles.identity import clients
 from felles.identity.api import SSO_COOKIE
 from felles.identity.models import Client
 from felles.identity.runtime import IdentityRuntime, runtime
@@ -44,6 +45,7 @@ async def ensure_account_client(rt: IdentityRuntime) -> None:
                 )
             )
         elif row.redirect_uris != [redirect]:  # the base URL changed
+            clients.forget(ACCOUNT_CLIENT_ID)
             row.redirect_uris = [redirect]
             row.post_logout_redirect_uris = [f"{rt.settings.base_url}/"]
             row.updated_at = now

@@ -22,7 +22,8 @@ from joserfc.jwk import KeySet
 from joserfc.jws import extract_compact
 from joserfc.jwt import JWTClaimsRegistry
 from sqlalchemy import delete
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from felles.identity import clients
@@ -189,13 +190,19 @@ async def verify_client_jwt(
 async def remember_jti(session: AsyncSession, issuer: str, jti: str, exp: float) -> bool:
     """Record a jti until it expires; False when it was already recorded (a replay).
 
-    Uses its own savepoint so a replay does not spoil the caller's transaction.
+    One `INSERT ... ON CONFLICT DO NOTHING RETURNING` (PostgreSQL and SQLite alike), so
+    a replay neither raises nor spoils the caller's transaction.
     """
     expires_at = datetime.fromtimestamp(exp + LEEWAY_SECONDS, UTC)
-    try:
-        async with session.begin_nested():
-            session.add(SeenJti(issuer=issuer, jti=jti, expires_at=expires_at))
-    except IntegrityError:
+    dialect = session.sync_session.get_bind().dialect.name
+    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    statement = (
+        insert(SeenJti)
+        .values(issuer=issuer, jti=jti, expires_at=expires_at)
+        .on_conflict_do_nothing()
+        .returning(SeenJti.jti)
+    )
+    if (await session.execute(statement)).scalar() is None:
         return False
     if random.random() < 0.01:  # now and then, forget jtis that can no longer replay
         await session.execute(delete(SeenJti).where(SeenJti.expires_at < datetime.now(UTC)))

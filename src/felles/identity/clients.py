@@ -23,6 +23,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+import time
 import uuid
 import warnings
 from datetime import UTC, datetime
@@ -572,6 +573,8 @@ def _plausible_id(client_id: str) -> bool:
 
 
 async def _row(session: AsyncSession, client_id: str) -> Client:
+    """The client's row, for changing it (so this process forgets its cached copy)."""
+    forget(client_id)
     row = await session.get(Client, client_id) if _plausible_id(client_id) else None
     if row is None:
         raise UnknownClient(f"No client with id {client_id[:64]!r}.")
@@ -612,14 +615,53 @@ async def add_client(session: AsyncSession, new: NewClient) -> tuple[ClientRecor
     return ClientRecord.model_validate(row), secret
 
 
+# Clients are read on every protocol request and change rarely: each process keeps them
+# for a few seconds. A change made in this process is seen at once; one made elsewhere
+# (another worker, the CLI) within CACHE_SECONDS.
+CACHE_SECONDS = 5.0
+_cache: dict[tuple[int, str], tuple[float, ClientRecord, str | None]] = {}
+
+
+def _cache_key(session: AsyncSession, client_id: str) -> tuple[int, str]:
+    return id(session.sync_session.get_bind()), client_id
+
+
+async def _lookup(session: AsyncSession, client_id: str) -> tuple[ClientRecord, str | None] | None:
+    """The client and its secret hash, from the cache or the database."""
+    if not _plausible_id(client_id):
+        return None
+    key = _cache_key(session, client_id)
+    hit = _cache.get(key)
+    if hit is not None and hit[0] > time.monotonic():
+        return hit[1], hit[2]
+    row = await session.get(Client, client_id)
+    if row is None:
+        _cache.pop(key, None)
+        return None
+    record = ClientRecord.model_validate(row)
+    if len(_cache) > 10_000:
+        _cache.clear()
+    _cache[key] = (time.monotonic() + CACHE_SECONDS, record, row.secret_hash)
+    return record, row.secret_hash
+
+
+def forget(client_id: str) -> None:
+    """Drop a changed client from this process's cache."""
+    for key in [k for k in _cache if k[1] == client_id]:
+        _cache.pop(key, None)
+
+
 async def get_client(
     session: AsyncSession, client_id: str, *, include_disabled: bool = False
 ) -> ClientRecord:
     """The client with that id; a disabled one counts as unknown unless asked for."""
-    row = await _row(session, client_id)
-    if row.disabled and not include_disabled:
+    found = await _lookup(session, client_id)
+    if found is None:
+        raise UnknownClient(f"No client with id {client_id[:64]!r}.")
+    record = found[0]
+    if record.disabled and not include_disabled:
         raise UnknownClient(f"The client {client_id!r} is disabled.")
-    return ClientRecord.model_validate(row)
+    return record
 
 
 async def list_clients(
@@ -698,15 +740,15 @@ async def verify_secret(session: AsyncSession, client_id: str, secret: str) -> C
     Compares hashes in constant time. It does not check which secret method was used
     (Basic or post): the caller compares that with `auth_method`.
     """
-    row = await session.get(Client, client_id) if _plausible_id(client_id) else None
+    found = await _lookup(session, client_id)
     expected = _NO_SECRET_HASH
-    if row is not None and not row.disabled and row.auth_method in SECRET_METHODS:
-        expected = row.secret_hash or _NO_SECRET_HASH
+    if found is not None and not found[0].disabled and found[0].auth_method in SECRET_METHODS:
+        expected = found[1] or _NO_SECRET_HASH
     given = token_hash(secret) if isinstance(secret, str) else ""
     matches = constant_time_equal(given, expected)  # compared even for unknown clients
-    if row is None or expected is _NO_SECRET_HASH or not matches:
+    if found is None or expected is _NO_SECRET_HASH or not matches:
         return None
-    return ClientRecord.model_validate(row)
+    return found[0]
 
 
 # --- scopes -----------------------------------------------------------------------------

@@ -9,6 +9,7 @@ issuing a token and serving the JWKS cost a dictionary look-up, not a query.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -22,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from felles.db import Database
 from felles.identity import crypto
 from felles.identity.models import SigningKey
+from felles.web.observability import log
 
 SUPPORTED_ALGS = ("RS256", "ES256")
 RSA_BITS = 2048
@@ -148,6 +150,40 @@ class KeyStore:
         self._public: dict[str, Jwk] = {}
         self._lock: asyncio.Lock | None = None
         self._lock_loop: asyncio.AbstractEventLoop | None = None
+        self._refresher: asyncio.Task[None] | None = None
+
+    # -- keeping the cache warm in a server --------------------------------------------
+
+    def start_refreshing(self) -> None:
+        """Refresh the cache in the background, twice per `cache_seconds`, so requests
+        never wait for the database (or, on SQLite, for a pooled connection while their
+        own transaction holds the write lock). Until a refresh lands, the last snapshot
+        is served."""
+        if self._refreshing():
+            return
+        self._refresher = asyncio.get_running_loop().create_task(self._refresh_forever())
+
+    async def stop_refreshing(self) -> None:
+        task, self._refresher = self._refresher, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def _refreshing(self) -> bool:
+        task = self._refresher
+        return task is not None and not task.done()
+
+    async def _refresh_forever(self) -> None:
+        while True:
+            await asyncio.sleep(max(self.cache_seconds / 2, 0.01))
+            try:
+                generation = self._generation
+                snapshot = await self._load()
+                if generation == self._generation:
+                    self._snapshot = snapshot
+            except Exception as exc:
+                log.warning("signing_key_refresh_failed", error=type(exc).__name__)
 
     # -- the hot path -------------------------------------------------------------
 
@@ -155,7 +191,7 @@ class KeyStore:
         """The newest active private key for `alg`, with its kid set."""
         _check_alg(alg)
         snapshot = self._snapshot
-        if snapshot is None or time.monotonic() >= snapshot.expires:
+        if snapshot is None or (time.monotonic() >= snapshot.expires and not self._refreshing()):
             snapshot = await self._refresh()
         try:
             return snapshot.signing[alg]
@@ -167,14 +203,14 @@ class KeyStore:
     async def jwks(self) -> dict[str, Any]:
         """The public JWKS (shared object: serialise it, never mutate it)."""
         snapshot = self._snapshot
-        if snapshot is None or time.monotonic() >= snapshot.expires:
+        if snapshot is None or (time.monotonic() >= snapshot.expires and not self._refreshing()):
             snapshot = await self._refresh()
         return snapshot.jwks
 
     async def verification_keys(self) -> KeySet:
         """The same keys as jwks(), as a joserfc KeySet for checking our own tokens."""
         snapshot = self._snapshot
-        if snapshot is None or time.monotonic() >= snapshot.expires:
+        if snapshot is None or (time.monotonic() >= snapshot.expires and not self._refreshing()):
             snapshot = await self._refresh()
         return snapshot.keyset
 

@@ -16,7 +16,7 @@ from sqlalchemy import (
     String,
     func,
 )
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from felles.db import Base
 
@@ -132,6 +132,9 @@ class SessionClient(Base):
     client_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     sub: Mapped[str] = mapped_column(String(64))
     first_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    # Never loaded; it tells the unit of work to insert the session before this row.
+    session: Mapped[SsoSession] = relationship(lazy="raise")
 
 
 class AuthorizationCode(Base):

@@ -38,7 +38,16 @@ class IdentityRuntime:
         """Make sure signing keys exist (first start); cheap after the first call."""
         if not self._ready:
             await self.keys.ensure_keys()
+            await self.keys.jwks()  # load the keys now, not in the first login
             self._ready = True
+
+    async def start(self) -> None:
+        """In a server process (the app's lifespan): keys ready and kept fresh."""
+        await self.ready()
+        self.keys.start_refreshing()
+
+    async def close(self) -> None:
+        await self.keys.stop_refreshing()
 
     def discovery(self) -> dict[str, Any]:
         if self._discovery is None:

@@ -394,9 +394,18 @@ class Identity:
         )
 
     async def decide(
-        self, session: AsyncSession, request: AuthorizationRequest, sso: SsoState | None
+        self,
+        session: AsyncSession,
+        request: AuthorizationRequest,
+        sso: SsoState | None,
+        *,
+        hold: bool = True,
     ) -> LoginDone | NeedsLogin:
-        """Answer at once from the SSO session, or send the person to log in."""
+        """Answer at once from the SSO session, or send the person to log in.
+
+        With `hold=False` the request is not yet stored for the login pages (the caller
+        may finish the login at once, as a TestID hint does); call `hold` if it cannot.
+        """
         fresh_enough = sso is not None and (
             request.max_age is None or (now() - sso.auth_time).total_seconds() <= request.max_age
         )
@@ -412,6 +421,11 @@ class Identity:
         if "none" in request.prompt:
             error = "login_required" if sso is None else "interaction_required"
             raise RedirectError(request, error, "The person must log in")
+        pending_id = await self.hold(session, request) if hold else ""
+        return NeedsLogin(pending_id, request.wanted_acr, request.login_hint, request.locale)
+
+    async def hold(self, session: AsyncSession, request: AuthorizationRequest) -> str:
+        """Keep the request while the person logs in; its id goes to the login pages."""
         pending_id = random_token(32)
         session.add(
             PendingAuthorization(
@@ -422,7 +436,7 @@ class Identity:
                 expires_at=now() + timedelta(seconds=PENDING_SECONDS),
             )
         )
-        return NeedsLogin(pending_id, request.wanted_acr, request.login_hint, request.locale)
+        return pending_id
 
     async def pending(self, session: AsyncSession, pending_id: str) -> AuthorizationRequest:
         """A request waiting for its login, or AuthorizeError if gone."""
@@ -510,11 +524,16 @@ class Identity:
             state.id,
             {"acr": who.acr, "method": who.method},
         )
-        code = await self._issue_code(session, request, state)
+        code = await self._issue_code(session, request, state, new_session=cookie is not None)
         return LoginDone(request.success_url(code), cookie)
 
     async def _issue_code(
-        self, session: AsyncSession, request: AuthorizationRequest, sso: SsoState
+        self,
+        session: AsyncSession,
+        request: AuthorizationRequest,
+        sso: SsoState,
+        *,
+        new_session: bool = False,
     ) -> str:
         code = random_token(32)
         client_id = request.client.client_id
@@ -536,7 +555,7 @@ class Identity:
                 expires_at=now() + timedelta(seconds=CODE_SECONDS),
             )
         )
-        joined = await session.get(SessionClient, (sso.id, client_id))
+        joined = None if new_session else await session.get(SessionClient, (sso.id, client_id))
         if joined is None:
             session.add(
                 SessionClient(
