@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode, urlparse
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from felles.config import Settings
@@ -356,19 +356,24 @@ class Identity:
             return self.validate(client, raw)
         if not isinstance(request_uri, str) or not request_uri.startswith(PAR_URN):
             raise AuthorizeError("invalid_request", "The request_uri is not one we issued.")
-        pending = await session.get(PendingAuthorization, request_uri[len(PAR_URN) :])
-        if (
-            pending is None
-            or not pending.pushed
-            or pending.client_id != client.client_id
-            or pending.used_at is not None
-            or aware(pending.expires_at) < now()
-        ):
+        # One statement claims the pushed request: found, ours, unused, unexpired.
+        params = await session.scalar(
+            update(PendingAuthorization)
+            .where(
+                PendingAuthorization.id == request_uri[len(PAR_URN) :],
+                PendingAuthorization.pushed.is_(True),
+                PendingAuthorization.client_id == client.client_id,
+                PendingAuthorization.used_at.is_(None),
+                PendingAuthorization.expires_at > now(),
+            )
+            .values(used_at=now())
+            .returning(PendingAuthorization.params)
+        )
+        if params is None:
             raise AuthorizeError(
                 "invalid_request", "The login request has expired or was already used."
             )
-        pending.used_at = now()  # a request_uri is good for one authorization only
-        return AuthorizationRequest.from_params(client, self.issuer, pending.params)
+        return AuthorizationRequest.from_params(client, self.issuer, params)
 
     async def sso_state(self, session: AsyncSession, cookie: str | None) -> SsoState | None:
         """The live SSO session behind a cookie, touching its idle timer."""
@@ -604,35 +609,32 @@ class Identity:
         dpop_jkt: str | None,
     ) -> dict[str, Any]:
         code = form.get("code") or ""
-        row = await session.get(AuthorizationCode, token_hash(code)) if code else None
-        if row is None:
-            raise invalid_grant("The code is not valid")
-        if row.client_id != client.client_id:
-            raise invalid_grant("The code was issued to another client")
-        if row.used_at is not None:
-            # RFC 6749 4.1.2: a reused code revokes what was issued from it.
-            if row.family_id:
-                await self._revoke_family(session, row.family_id)
-            await self._audit(session, "code_reuse", row.pid, client.client_id, row.session_id)
-            raise invalid_grant("The code has already been used", keep_changes=True)
-        if aware(row.expires_at) < now():
-            raise invalid_grant("The code has expired")
-        if form.get("redirect_uri") != row.redirect_uri:
-            raise invalid_grant("redirect_uri does not match the authorization request")
         verifier = form.get("code_verifier") or ""
-        if not PKCE_VERIFIER.match(verifier) or s256(verifier) != row.code_challenge:
-            raise invalid_grant("The PKCE code_verifier does not match")
-        if row.dpop_jkt and row.dpop_jkt != dpop_jkt:
-            raise invalid_grant("The DPoP key does not match the one bound at authorization")
         family = random_token(16)
-        claimed = await session.execute(
-            update(AuthorizationCode)
-            .where(
-                AuthorizationCode.code_hash == row.code_hash, AuthorizationCode.used_at.is_(None)
-            )
-            .values(used_at=now(), family_id=family)
-        )
-        if claimed.rowcount != 1:  # type: ignore[attr-defined]
+        row = None
+        if code and PKCE_VERIFIER.match(verifier):
+            # The usual case in one statement: claim the code only if every check holds.
+            row = (
+                await session.scalars(
+                    update(AuthorizationCode)
+                    .where(
+                        AuthorizationCode.code_hash == token_hash(code),
+                        AuthorizationCode.client_id == client.client_id,
+                        AuthorizationCode.used_at.is_(None),
+                        AuthorizationCode.expires_at > now(),
+                        AuthorizationCode.redirect_uri == (form.get("redirect_uri") or ""),
+                        AuthorizationCode.code_challenge == s256(verifier),
+                        or_(
+                            AuthorizationCode.dpop_jkt.is_(None),
+                            AuthorizationCode.dpop_jkt == (dpop_jkt or ""),
+                        ),
+                    )
+                    .values(used_at=now(), family_id=family)
+                    .returning(AuthorizationCode)
+                )
+            ).one_or_none()
+        if row is None:
+            await self._refuse_code(session, client, code, form, verifier, dpop_jkt)
             raise invalid_grant("The code has already been used")
         sub = self.subject(client, row.pid)
         return await self._people_tokens(
@@ -651,6 +653,36 @@ class Identity:
             jkt=dpop_jkt or row.dpop_jkt,
             with_id_token=True,
         )
+
+    async def _refuse_code(
+        self,
+        session: AsyncSession,
+        client: ClientRecord,
+        code: str,
+        form: dict[str, str],
+        verifier: str,
+        dpop_jkt: str | None,
+    ) -> None:
+        """Why a code could not be claimed: the precise OAuth error (the rare path)."""
+        row = await session.get(AuthorizationCode, token_hash(code)) if code else None
+        if row is None:
+            raise invalid_grant("The code is not valid")
+        if row.client_id != client.client_id:
+            raise invalid_grant("The code was issued to another client")
+        if row.used_at is not None:
+            # RFC 6749 4.1.2: a reused code revokes what was issued from it.
+            if row.family_id:
+                await self._revoke_family(session, row.family_id)
+            await self._audit(session, "code_reuse", row.pid, client.client_id, row.session_id)
+            raise invalid_grant("The code has already been used", keep_changes=True)
+        if aware(row.expires_at) < now():
+            raise invalid_grant("The code has expired")
+        if form.get("redirect_uri") != row.redirect_uri:
+            raise invalid_grant("redirect_uri does not match the authorization request")
+        if not PKCE_VERIFIER.match(verifier) or s256(verifier) != row.code_challenge:
+            raise invalid_grant("The PKCE code_verifier does not match")
+        if row.dpop_jkt and row.dpop_jkt != dpop_jkt:
+            raise invalid_grant("The DPoP key does not match the one bound at authorization")
 
     async def _people_tokens(
         self,
