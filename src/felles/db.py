@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import MetaData, event, text
+from sqlalchemy import MetaData, event, insert, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -93,6 +93,16 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+async def insert_row(session: AsyncSession, model: type[Base], **values: Any) -> None:
+    """One INSERT on the session's connection, past the ORM's unit of work.
+
+    For hot paths that write rows they do not read back in the same transaction: the
+    unit of work's bookkeeping at commit costs more than the statement itself.
+    """
+    connection = await session.connection()
+    await connection.execute(insert(model.__table__), [values])  # type: ignore[arg-type]
 
 
 def run_migrations(connection: Connection, revision: str = "head") -> None:

@@ -18,6 +18,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from felles.config import Settings
+from felles.db import insert_row
 from felles.identity import clients, levels
 from felles.identity.client_auth import verify_client_jwt
 from felles.identity.clients import (
@@ -333,14 +334,14 @@ class Identity:
             raise invalid_request("client_id does not match the authenticated client")
         request = self.validate(client, raw, pushed=True)
         pending_id = random_token(32)
-        session.add(
-            PendingAuthorization(
-                id=pending_id,
-                client_id=client.client_id,
-                params=request.params(),
-                pushed=True,
-                expires_at=now() + timedelta(seconds=PAR_SECONDS),
-            )
+        await insert_row(
+            session,
+            PendingAuthorization,
+            id=pending_id,
+            client_id=client.client_id,
+            params=request.params(),
+            pushed=True,
+            expires_at=now() + timedelta(seconds=PAR_SECONDS),
         )
         return PAR_URN + pending_id, PAR_SECONDS
 
@@ -432,14 +433,14 @@ class Identity:
     async def hold(self, session: AsyncSession, request: AuthorizationRequest) -> str:
         """Keep the request while the person logs in; its id goes to the login pages."""
         pending_id = random_token(32)
-        session.add(
-            PendingAuthorization(
-                id=pending_id,
-                client_id=request.client.client_id,
-                params=request.params(),
-                pushed=False,
-                expires_at=now() + timedelta(seconds=PENDING_SECONDS),
-            )
+        await insert_row(
+            session,
+            PendingAuthorization,
+            id=pending_id,
+            client_id=request.client.client_id,
+            params=request.params(),
+            pushed=False,
+            expires_at=now() + timedelta(seconds=PENDING_SECONDS),
         )
         return pending_id
 
@@ -506,18 +507,18 @@ class Identity:
                 await self._end_session_row(session, sso.id)
             cookie = random_token(32)
             sid = random_token(16)
-            session.add(
-                SsoSession(
-                    id=sid,
-                    cookie_hash=token_hash(cookie),
-                    pid=who.pid,
-                    acr=who.acr,
-                    amr=list(who.amr),
-                    auth_time=current,
-                    last_seen=current,
-                    expires_at=current + timedelta(minutes=self.settings.sso_absolute_minutes),
-                    locale=request.locale,
-                )
+            await insert_row(
+                session,
+                SsoSession,
+                id=sid,
+                cookie_hash=token_hash(cookie),
+                pid=who.pid,
+                acr=who.acr,
+                amr=list(who.amr),
+                auth_time=current,
+                last_seen=current,
+                expires_at=current + timedelta(minutes=self.settings.sso_absolute_minutes),
+                locale=request.locale,
             )
             event = "login"
             state = SsoState(sid, who.pid, who.acr, who.amr, current, request.locale)
@@ -542,33 +543,33 @@ class Identity:
     ) -> str:
         code = random_token(32)
         client_id = request.client.client_id
-        session.add(
-            AuthorizationCode(
-                code_hash=token_hash(code),
-                client_id=client_id,
-                session_id=sso.id,
-                pid=sso.pid,
-                redirect_uri=request.redirect_uri,
-                scope=" ".join(request.scope),
-                nonce=request.nonce,
-                code_challenge=request.code_challenge,
-                acr=sso.acr,
-                amr=list(sso.amr),
-                auth_time=sso.auth_time,
-                locale=request.locale,
-                dpop_jkt=request.dpop_jkt,
-                expires_at=now() + timedelta(seconds=CODE_SECONDS),
-            )
+        await insert_row(
+            session,
+            AuthorizationCode,
+            code_hash=token_hash(code),
+            client_id=client_id,
+            session_id=sso.id,
+            pid=sso.pid,
+            redirect_uri=request.redirect_uri,
+            scope=" ".join(request.scope),
+            nonce=request.nonce,
+            code_challenge=request.code_challenge,
+            acr=sso.acr,
+            amr=list(sso.amr),
+            auth_time=sso.auth_time,
+            locale=request.locale,
+            dpop_jkt=request.dpop_jkt,
+            expires_at=now() + timedelta(seconds=CODE_SECONDS),
         )
         joined = None if new_session else await session.get(SessionClient, (sso.id, client_id))
         if joined is None:
-            session.add(
-                SessionClient(
-                    session_id=sso.id,
-                    client_id=client_id,
-                    sub=self.subject(request.client, sso.pid),
-                    first_at=now(),
-                )
+            await insert_row(
+                session,
+                SessionClient,
+                session_id=sso.id,
+                client_id=client_id,
+                sub=self.subject(request.client, sso.pid),
+                first_at=now(),
             )
         return code
 
@@ -739,22 +740,22 @@ class Identity:
         if GRANT_REFRESH in client.grant_types:
             refresh = random_token(32)
             issued = now()
-            session.add(
-                RefreshToken(
-                    token_hash=token_hash(refresh),
-                    family_id=family,
-                    client_id=client.client_id,
-                    session_id=session_id,
-                    pid=pid,
-                    sub=sub,
-                    scope=scope,
-                    acr=acr,
-                    amr=amr,
-                    auth_time=auth_time,
-                    dpop_jkt=jkt,
-                    issued_at=issued,
-                    expires_at=issued + timedelta(seconds=client.refresh_token_seconds),
-                )
+            await insert_row(
+                session,
+                RefreshToken,
+                token_hash=token_hash(refresh),
+                family_id=family,
+                client_id=client.client_id,
+                session_id=session_id,
+                pid=pid,
+                sub=sub,
+                scope=scope,
+                acr=acr,
+                amr=amr,
+                auth_time=auth_time,
+                dpop_jkt=jkt,
+                issued_at=issued,
+                expires_at=issued + timedelta(seconds=client.refresh_token_seconds),
             )
             response["refresh_token"] = refresh
         return response
@@ -1088,15 +1089,15 @@ class Identity:
         session_id: str | None,
         detail: dict[str, Any] | None = None,
     ) -> None:
-        session.add(
-            AuditEvent(
-                at=now(),
-                event=event,
-                pid=pid,
-                client_id=client_id,
-                session_id=session_id,
-                detail=detail or {},
-            )
+        await insert_row(
+            session,
+            AuditEvent,
+            at=now(),
+            event=event,
+            pid=pid,
+            client_id=client_id,
+            session_id=session_id,
+            detail=detail or {},
         )
 
 

@@ -13,6 +13,7 @@ from datetime import date
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from felles.db import insert_row
 from felles.registry.models import (
     Agency,
     ContactInfo,
@@ -58,9 +59,13 @@ class Access:
 
 
 async def _record(session: AsyncSession, pid: str, access: Access, dataset: str) -> None:
-    # Written with the caller's commit (no flush here: one round trip less per lookup).
-    session.add(
-        DataAccess(pid=pid, accessed_by=access.accessed_by, purpose=access.purpose, dataset=dataset)
+    await insert_row(
+        session,
+        DataAccess,
+        pid=pid,
+        accessed_by=access.accessed_by,
+        purpose=access.purpose,
+        dataset=dataset,
     )
 
 
