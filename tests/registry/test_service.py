@@ -191,3 +191,22 @@ async def test_counts_cover_every_register(db: Database) -> None:
         counts = await service.counts(s)
     assert set(counts) == {"persons", "organisations", "roles", "contacts", "agencies", "reserved"}
     assert counts["persons"] >= 1
+
+
+async def test_person_exists_records_the_lookup_only_for_real_people(db: Database) -> None:
+    async with db.session() as s:
+        person = await service.register_person(s, new_person(date(1975, 6, 7)))
+    unknown = synthetic_pid(date(1902, 2, 2), rng)
+    check = service.Access("identity", "TestID login")
+    async with db.session() as s:
+        assert await service.person_exists(s, person.pid, check)
+        assert not await service.person_exists(s, unknown, check)
+        with pytest.raises(InvalidNumber):
+            await service.person_exists(s, "123", check)
+    async with db.session() as s:
+        log = await service.data_access_log(s, person.pid)
+        assert [(e.accessed_by, e.dataset) for e in log] == [("identity", "person")]
+        nothing = await s.scalar(
+            select(func.count()).select_from(DataAccess).where(DataAccess.pid == unknown)
+        )
+    assert nothing == 0

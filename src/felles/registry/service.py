@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from felles.db import insert_row
@@ -89,6 +89,26 @@ async def find_person(session: AsyncSession, pid: str, access: Access) -> Person
         return await get_person(session, pid, access)
     except NotFound:
         return None
+
+
+async def person_exists(session: AsyncSession, pid: str, access: Access) -> bool:
+    """Whether the register has this person, recorded like any lookup: one statement
+    that writes the access row only if the person is there."""
+    number = parse_pid(pid).value
+    recorded = await session.scalar(
+        insert(DataAccess)
+        .from_select(
+            ["pid", "accessed_by", "purpose", "dataset"],
+            select(
+                Person.pid,
+                literal(access.accessed_by),
+                literal(access.purpose),
+                literal("person"),
+            ).where(Person.pid == number),
+        )
+        .returning(DataAccess.pid)
+    )
+    return recorded is not None
 
 
 async def relatives(
