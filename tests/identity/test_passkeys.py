@@ -567,6 +567,7 @@ async def test_account_page_needs_a_session_at_level_high(
     await logged_in(rp, person, levels.SUBSTANTIAL)
     response = await http.get(ACCOUNT_PATH)  # a weaker login cannot add a strong credential
     assert response.status_code == 303 and response.headers["location"] == step_up
+    await http.get("/")  # a page with a form gives the browser its CSRF cookie
     registered = await http.post(
         ACCOUNT_PATH + "/register", json={"credential": {}}, headers=csrf(http)
     )

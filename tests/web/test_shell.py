@@ -40,9 +40,19 @@ async def test_hsts_when_served_over_https(settings: Settings) -> None:
     app = create_app(settings.model_copy(update={"base_url": "https://felles.example"}))
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="https://felles.example") as c:
-        response = await c.get("/healthz")
+        response = await c.get("/")
+        health = await c.get("/healthz")
     assert "max-age=" in response.headers["strict-transport-security"]
     assert "Secure" in response.headers["set-cookie"]
+    assert "max-age=" in health.headers["strict-transport-security"]
+
+
+async def test_protocol_and_api_answers_set_no_csrf_cookie(client: httpx.AsyncClient) -> None:
+    for path in ("/healthz", "/.well-known/openid-configuration", "/jwks", "/api/openapi.json"):
+        response = await client.get(path)
+        assert "set-cookie" not in response.headers, path
+    page = await client.get("/problems")
+    assert "felles_csrf=" in page.headers["set-cookie"]  # pages get one for their forms
 
 
 @pytest.mark.parametrize(

@@ -115,6 +115,35 @@ class CsrfTokens:
 Rejection = Callable[[Scope, str], Any]
 
 
+class CsrfState:
+    """This request's CSRF token: the browser's valid cookie, or a fresh one minted the
+    first time a page asks for it (to put in a form)."""
+
+    __slots__ = ("_cookie", "_scope", "fresh", "tokens")
+
+    def __init__(self, tokens: CsrfTokens, scope: Scope) -> None:
+        self.tokens = tokens
+        self._scope = scope
+        self._cookie: str | bool | None = False  # False: not read yet
+        self.fresh: str | None = None
+
+    def cookie_token(self) -> str | None:
+        """The token the browser sent in its cookie, if it is one of ours."""
+        if self._cookie is False:
+            value = Request(self._scope).cookies.get(CSRF_COOKIE)
+            self._cookie = value if self.tokens.valid(value) else None
+        return self._cookie or None  # type: ignore[return-value]
+
+    def token(self) -> str:
+        """The token for a form on this page."""
+        existing = self.cookie_token()
+        if existing:
+            return existing
+        if self.fresh is None:
+            self.fresh = self.tokens.new()
+        return self.fresh
+
+
 class GuardMiddleware:
     """Limits body size everywhere and checks the CSRF token on every unsafe page request.
 
@@ -153,10 +182,8 @@ class GuardMiddleware:
             await self.reject(scope, "payload-too-large")(scope, receive, send)
             return
 
-        cookie_token = Request(scope).cookies.get(CSRF_COOKIE)
-        fresh = None if self.tokens.valid(cookie_token) else self.tokens.new()
-        token = fresh or cookie_token
-        scope.setdefault("state", {})["csrf_token"] = token
+        csrf = CsrfState(self.tokens, scope)
+        scope.setdefault("state", {})["csrf"] = csrf
 
         method = scope["method"]
         path: str = scope["path"]
@@ -168,22 +195,22 @@ class GuardMiddleware:
                 return
             receive = replay(body)
             if not (path.startswith(self.exempt) or path in self.exempt_paths):
+                expected = csrf.cookie_token()
                 sent = headers.get(CSRF_HEADER) or await self._form_token(scope, body)
-                if fresh or not sent or not hmac.compare_digest(sent, token or ""):
+                if not expected or not sent or not hmac.compare_digest(sent, expected):
                     await self.reject(scope, "csrf")(scope, receive, send)
                     return
 
-        if fresh is None:
-            await self.app(scope, receive, send)
-            return
-
-        cookie = f"{CSRF_COOKIE}={fresh}; Path=/; HttpOnly; SameSite=Lax"
-        if self.secure_cookie:
-            cookie += "; Secure"
+        secure = "; Secure" if self.secure_cookie else ""
 
         async def send_with_cookie(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                MutableHeaders(scope=message).append("set-cookie", cookie)
+            # Only a response that rendered a form (and so minted a token) sets the cookie:
+            # protocol and API answers carry none.
+            if message["type"] == "http.response.start" and csrf.fresh is not None:
+                MutableHeaders(scope=message).append(
+                    "set-cookie",
+                    f"{CSRF_COOKIE}={csrf.fresh}; Path=/; HttpOnly; SameSite=Lax{secure}",
+                )
             await send(message)
 
         await self.app(scope, receive, send_with_cookie)

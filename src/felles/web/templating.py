@@ -88,7 +88,7 @@ def render(
         "_": catalog.gettext,
         "gettext": catalog.gettext,
         "ngettext": catalog.ngettext,
-        "csrf_token": getattr(request.state, "csrf_token", ""),
+        "csrf_token": csrf.token() if (csrf := getattr(request.state, "csrf", None)) else "",
         # Path and query, so switching language keeps e.g. a login's `auth` id.
         "current_path": request.url.path + (f"?{request.url.query}" if request.url.query else ""),
     }
