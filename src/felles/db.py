@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import cache
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import MetaData, event, insert, text
+from sqlalchemy import Insert, MetaData, event, insert, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -102,7 +103,13 @@ async def insert_row(session: AsyncSession, model: type[Base], **values: Any) ->
     unit of work's bookkeeping at commit costs more than the statement itself.
     """
     connection = await session.connection()
-    await connection.execute(insert(model.__table__), [values])  # type: ignore[arg-type]
+    await connection.execute(_insert_of(model), [values])
+
+
+@cache
+def _insert_of(model: type[Base]) -> Insert:
+    """The INSERT construct of a table, built once (statements are immutable)."""
+    return insert(model.__table__)  # type: ignore[arg-type]
 
 
 def run_migrations(connection: Connection, revision: str = "head") -> None:

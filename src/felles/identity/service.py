@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode, urlparse
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from felles.config import Settings
@@ -53,6 +53,40 @@ PROMPTS = {"none", "login", "consent", "select_account"}
 PKCE_VERIFIER = re.compile(r"^[A-Za-z0-9._~-]{43,128}$")
 PKCE_CHALLENGE = re.compile(r"^[A-Za-z0-9_-]{43}$")
 MAX_PARAM_LENGTH = 2000
+
+# Hot-path statements, built once. `synchronize_session=False`: nothing in the session
+# holds these rows, so the ORM need not look for them.
+CLAIM_PUSHED = (
+    update(PendingAuthorization)
+    .where(
+        PendingAuthorization.id == bindparam("pending_id"),
+        PendingAuthorization.pushed.is_(True),
+        PendingAuthorization.client_id == bindparam("b_client_id"),
+        PendingAuthorization.used_at.is_(None),
+        PendingAuthorization.expires_at > bindparam("now"),
+    )
+    .values(used_at=bindparam("at"))
+    .returning(PendingAuthorization.params)
+    .execution_options(synchronize_session=False)
+)
+CLAIM_CODE = (
+    update(AuthorizationCode)
+    .where(
+        AuthorizationCode.code_hash == bindparam("b_code_hash"),
+        AuthorizationCode.client_id == bindparam("b_client_id"),
+        AuthorizationCode.used_at.is_(None),
+        AuthorizationCode.expires_at > bindparam("now"),
+        AuthorizationCode.redirect_uri == bindparam("b_redirect_uri"),
+        AuthorizationCode.code_challenge == bindparam("challenge"),
+        or_(
+            AuthorizationCode.dpop_jkt.is_(None),
+            AuthorizationCode.dpop_jkt == bindparam("jkt"),
+        ),
+    )
+    .values(used_at=bindparam("at"), family_id=bindparam("family"))
+    .returning(AuthorizationCode)
+    .execution_options(synchronize_session=False)
+)
 
 
 def now() -> datetime:
@@ -358,17 +392,15 @@ class Identity:
         if not isinstance(request_uri, str) or not request_uri.startswith(PAR_URN):
             raise AuthorizeError("invalid_request", "The request_uri is not one we issued.")
         # One statement claims the pushed request: found, ours, unused, unexpired.
+        current = now()
         params = await session.scalar(
-            update(PendingAuthorization)
-            .where(
-                PendingAuthorization.id == request_uri[len(PAR_URN) :],
-                PendingAuthorization.pushed.is_(True),
-                PendingAuthorization.client_id == client.client_id,
-                PendingAuthorization.used_at.is_(None),
-                PendingAuthorization.expires_at > now(),
-            )
-            .values(used_at=now())
-            .returning(PendingAuthorization.params)
+            CLAIM_PUSHED,
+            {
+                "pending_id": request_uri[len(PAR_URN) :],
+                "b_client_id": client.client_id,
+                "now": current,
+                "at": current,
+            },
         )
         if params is None:
             raise AuthorizeError(
@@ -615,23 +647,20 @@ class Identity:
         row = None
         if code and PKCE_VERIFIER.match(verifier):
             # The usual case in one statement: claim the code only if every check holds.
+            current = now()
             row = (
                 await session.scalars(
-                    update(AuthorizationCode)
-                    .where(
-                        AuthorizationCode.code_hash == token_hash(code),
-                        AuthorizationCode.client_id == client.client_id,
-                        AuthorizationCode.used_at.is_(None),
-                        AuthorizationCode.expires_at > now(),
-                        AuthorizationCode.redirect_uri == (form.get("redirect_uri") or ""),
-                        AuthorizationCode.code_challenge == s256(verifier),
-                        or_(
-                            AuthorizationCode.dpop_jkt.is_(None),
-                            AuthorizationCode.dpop_jkt == (dpop_jkt or ""),
-                        ),
-                    )
-                    .values(used_at=now(), family_id=family)
-                    .returning(AuthorizationCode)
+                    CLAIM_CODE,
+                    {
+                        "b_code_hash": token_hash(code),
+                        "b_client_id": client.client_id,
+                        "now": current,
+                        "b_redirect_uri": form.get("redirect_uri") or "",
+                        "challenge": s256(verifier),
+                        "jkt": dpop_jkt or "",
+                        "at": current,
+                        "family": family,
+                    },
                 )
             ).one_or_none()
         if row is None:
