@@ -69,6 +69,11 @@ CLAIM_PUSHED = (
     .returning(PendingAuthorization.params)
     .execution_options(synchronize_session=False)
 )
+IS_REVOKED = (
+    select(RevokedToken.jti)
+    .where(RevokedToken.jti.in_([bindparam("jti"), bindparam("family")]))
+    .limit(1)
+)
 CLAIM_CODE = (
     update(AuthorizationCode)
     .where(
@@ -917,10 +922,7 @@ class Identity:
     # --- Tokens in use ---------------------------------------------------------------
 
     async def is_revoked(self, session: AsyncSession, jti: str) -> bool:
-        candidates = {jti, jti.split(".", 1)[0]}
-        found = await session.scalar(
-            select(RevokedToken.jti).where(RevokedToken.jti.in_(candidates)).limit(1)
-        )
+        found = await session.scalar(IS_REVOKED, {"jti": jti, "family": jti.split(".", 1)[0]})
         return found is not None
 
     async def access_claims(self, session: AsyncSession, token: str) -> dict[str, Any]:

@@ -44,6 +44,12 @@ class TokenIssuer:
     def __init__(self, keys: KeyStore, issuer: str) -> None:
         self.keys = keys
         self.issuer = issuer
+        self._access_claims = JWTClaimsRegistry(
+            leeway=CLOCK_SKEW_SECONDS,
+            iss={"essential": True, "value": issuer},
+            exp={"essential": True},
+            jti={"essential": True},
+        )
 
     async def _sign(self, claims: dict[str, Any], alg: str, typ: str = "JWT") -> str:
         key = await self.keys.signing_key(alg)
@@ -132,14 +138,8 @@ class TokenIssuer:
         if decoded.header.get("typ") != ACCESS_TOKEN_TYPE:
             raise InvalidToken("not an access token")
         claims = dict(decoded.claims)
-        registry = JWTClaimsRegistry(
-            leeway=CLOCK_SKEW_SECONDS,
-            iss={"essential": True, "value": self.issuer},
-            exp={"essential": True},
-            jti={"essential": True},
-        )
         try:
-            registry.validate(claims)
+            self._access_claims.validate(claims)
         except JoseError as exc:
             raise InvalidToken(str(exc) or type(exc).__name__) from exc
         return claims

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
+from typing import cast
 
-from sqlalchemy import func, insert, literal, select
+from sqlalchemy import Table, bindparam, func, insert, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from felles.db import insert_row
@@ -91,22 +92,27 @@ async def find_person(session: AsyncSession, pid: str, access: Access) -> Person
         return None
 
 
+# Writes the access row only if the person is there (built once: a hot path of logins).
+_ACCESS = cast(Table, DataAccess.__table__)
+RECORD_IF_PERSON = (
+    insert(_ACCESS)
+    .from_select(
+        ["pid", "accessed_by", "purpose", "dataset"],
+        select(Person.pid, bindparam("by"), bindparam("why"), literal("person")).where(
+            Person.pid == bindparam("b_pid")
+        ),
+    )
+    .returning(_ACCESS.c.pid)
+)
+
+
 async def person_exists(session: AsyncSession, pid: str, access: Access) -> bool:
     """Whether the register has this person, recorded like any lookup: one statement
     that writes the access row only if the person is there."""
     number = parse_pid(pid).value
     recorded = await session.scalar(
-        insert(DataAccess)
-        .from_select(
-            ["pid", "accessed_by", "purpose", "dataset"],
-            select(
-                Person.pid,
-                literal(access.accessed_by),
-                literal(access.purpose),
-                literal("person"),
-            ).where(Person.pid == number),
-        )
-        .returning(DataAccess.pid)
+        RECORD_IF_PERSON,
+        {"b_pid": number, "by": access.accessed_by, "why": access.purpose},
     )
     return recorded is not None
 
