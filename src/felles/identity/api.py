@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from felles.db import Database
 from felles.identity import levels
@@ -65,6 +66,15 @@ async def _form(request: Request) -> dict[str, str]:
         raise invalid_request("The body must be application/x-www-form-urlencoded")
     form = await request.form()
     return _single_values((k, v) for k, v in form.multi_items() if isinstance(v, str))
+
+
+async def _client(
+    session: AsyncSession, rt: IdentityRuntime, request: Request, form: dict[str, str]
+) -> ClientRecord:
+    """The client calling a back-channel endpoint, proven by its registered method."""
+    return await authenticate_client(
+        session, form, request.headers.get("authorization"), rt.identity.audiences
+    )
 
 
 def _set_sso_cookie(response: Response, rt: IdentityRuntime, value: str) -> None:
@@ -157,9 +167,7 @@ async def pushed_authorization_request(request: Request) -> Response:
     try:
         form = await _form(request)
         async with rt.db.session() as session:
-            client = await authenticate_client(
-                session, form, request.headers.get("authorization"), rt.identity.audiences
-            )
+            client = await _client(session, rt, request, form)
             if "dpop" in request.headers:
                 proof = await verify_proof(
                     session, request.headers["dpop"], method="POST", url=rt.identity.par_endpoint
@@ -192,9 +200,7 @@ async def token(request: Request) -> Response:
                 and "authorization" not in request.headers
             )
             if not jwt_grant_alone:
-                client = await authenticate_client(
-                    session, form, request.headers.get("authorization"), rt.identity.audiences
-                )
+                client = await _client(session, rt, request, form)
             jkt = None
             if "dpop" in request.headers:
                 proof = await verify_proof(
@@ -266,9 +272,7 @@ async def introspect(request: Request) -> Response:
     try:
         form = await _form(request)
         async with rt.db.session() as session:
-            client = await authenticate_client(
-                session, form, request.headers.get("authorization"), rt.identity.audiences
-            )
+            client = await _client(session, rt, request, form)
             if client.auth_method == "none":
                 # RFC 7662 2.1: introspection needs real client authentication; a public
                 # client's id is no secret.
@@ -287,9 +291,7 @@ async def revoke(request: Request) -> Response:
     try:
         form = await _form(request)
         async with rt.db.session() as session:
-            client = await authenticate_client(
-                session, form, request.headers.get("authorization"), rt.identity.audiences
-            )
+            client = await _client(session, rt, request, form)
             await rt.identity.revoke(session, client, form.get("token", ""))
     except OAuthError as exc:
         return exc.response()

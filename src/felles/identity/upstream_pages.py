@@ -20,7 +20,7 @@ from fastapi.responses import RedirectResponse, Response
 from felles.identity import levels
 from felles.identity import upstream as broker
 from felles.identity.api import authorize_error_page
-from felles.identity.crypto import constant_time_equal, master_key
+from felles.identity.crypto import constant_time_equal
 from felles.identity.methods import N_, LoginMethod, register
 from felles.identity.models import AuditEvent, PendingAuthorization
 from felles.identity.pages import LEVEL_LABELS, finish_login, use_requested_language
@@ -326,7 +326,7 @@ async def callback(request: Request) -> Response:
             broker.CACHE,
             config,
             login,
-            master_key=master_key(rt.settings),
+            master_key=rt.keys_master,
             code=code,
             iss=query.get("iss"),
             redirect_uri=broker.callback_url(rt.settings.base_url),
