@@ -65,7 +65,7 @@ def scratch_database(folder: Path, label: str = "felles") -> Iterator[str]:
     name = f"{label}_test_{os.getpid()}_{secrets.token_hex(3)}"
     with _pg_connect() as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
+    base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
     try:
         yield f"{base}/{name}"
     finally:

@@ -73,7 +73,7 @@ def to_async_url(url: str) -> str:
     if url.startswith("sqlite:///") or url.startswith("sqlite+pysqlite:///"):
         return "sqlite+aiosqlite:///" + url.split(":///", 1)[1]
     if url.startswith("postgresql://") or url.startswith("postgres://"):
-        return "postgresql+psycopg://" + url.split("://", 1)[1]
+        return "postgresql+asyncpg://" + url.split("://", 1)[1]
     return url
 
 
