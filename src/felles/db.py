@@ -8,7 +8,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Insert, MetaData, event, insert, text
+from sqlalchemy import Delete, Insert, MetaData, Update, event, insert, literal, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -66,11 +66,26 @@ class Database:
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        # Each statement its own transaction: no BEGIN and COMMIT round trips. Only for
+        # units of work whose writes are one statement (see `write_together`). SQLite is
+        # in-process, where a transaction costs no round trip, so it keeps them.
+        self.autocommit_sessions = (
+            self.sessions
+            if self.is_sqlite
+            else async_sessionmaker(
+                self.engine.execution_options(isolation_level="AUTOCOMMIT"),
+                expire_on_commit=False,
+            )
+        )
 
     @asynccontextmanager
-    async def session(self) -> AsyncIterator[AsyncSession]:
-        """A session that commits when the block ends cleanly and rolls back otherwise."""
-        async with self.sessions() as session:
+    async def session(self, *, autocommit: bool = False) -> AsyncIterator[AsyncSession]:
+        """A session that commits when the block ends cleanly and rolls back otherwise.
+
+        With `autocommit=True` (PostgreSQL) every statement commits by itself: for hot
+        requests whose statements are each complete on their own.
+        """
+        async with (self.autocommit_sessions if autocommit else self.sessions)() as session:
             try:
                 yield session
                 await session.commit()
@@ -104,6 +119,28 @@ async def insert_row(session: AsyncSession, model: type[Base], **values: Any) ->
     """
     connection = await session.connection()
     await connection.execute(_insert_of(model), [values])
+
+
+async def write_together(session: AsyncSession, *statements: Insert | Update | Delete) -> None:
+    """Several writes that belong together, in one round trip where the database allows.
+
+    On PostgreSQL they become data-modifying CTEs of one statement, so they commit or
+    fail together even outside a transaction and cost one round trip instead of one
+    each; elsewhere they run one by one in the session's transaction. The statements
+    must not depend on each other's effects (all CTEs see the same snapshot).
+    """
+    connection = await session.connection()
+    if len(statements) > 1 and connection.dialect.name == "postgresql":
+        ctes = [statement.cte(f"w{i}") for i, statement in enumerate(statements)]
+        await connection.execute(select(literal(1)).add_cte(*ctes))
+        return
+    for statement in statements:
+        await connection.execute(statement)
+
+
+def row_insert(model: type[Base], **values: Any) -> Insert:
+    """The INSERT of one row, for `write_together`."""
+    return _insert_of(model).values(**values)
 
 
 @cache

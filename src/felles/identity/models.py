@@ -146,6 +146,7 @@ class AuthorizationCode(Base):
     client_id: Mapped[str] = mapped_column(String(64))
     session_id: Mapped[str] = mapped_column(String(64))
     pid: Mapped[str] = mapped_column(String(11))
+    sub: Mapped[str | None] = mapped_column(String(64))  # the client's pairwise subject
     redirect_uri: Mapped[str] = mapped_column(String(500))
     scope: Mapped[str] = mapped_column(String(1000))
     nonce: Mapped[str | None] = mapped_column(String(500))

@@ -11,14 +11,14 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlencode, urlparse
 
-from sqlalchemy import bindparam, or_, select, update
+from sqlalchemy import Insert, String, Table, Update, bindparam, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from felles.config import Settings
-from felles.db import insert_row
+from felles.db import insert_row, row_insert, write_together
 from felles.identity import clients, levels
 from felles.identity.client_auth import verify_client_jwt
 from felles.identity.clients import (
@@ -91,6 +91,61 @@ CLAIM_CODE = (
     .values(used_at=bindparam("at"), family_id=bindparam("family"))
     .returning(AuthorizationCode)
     .execution_options(synchronize_session=False)
+)
+
+# PostgreSQL: the code claimed and its refresh token written by one statement, so the
+# exchange is all or nothing in one round trip (SQLite runs the two in a transaction).
+_CODES = cast(Table, AuthorizationCode.__table__)
+_CLAIMED = (
+    update(_CODES)
+    .where(
+        _CODES.c.code_hash == bindparam("b_code_hash"),
+        _CODES.c.client_id == bindparam("b_client_id"),
+        _CODES.c.used_at.is_(None),
+        _CODES.c.expires_at > bindparam("now"),
+        _CODES.c.redirect_uri == bindparam("b_redirect_uri"),
+        _CODES.c.code_challenge == bindparam("challenge"),
+        or_(_CODES.c.dpop_jkt.is_(None), _CODES.c.dpop_jkt == bindparam("jkt")),
+    )
+    .values(used_at=bindparam("at"), family_id=bindparam("family"))
+    .returning(*_CODES.c)
+    .cte("claimed")
+)
+CLAIM_CODE_WITH_REFRESH = select(_CLAIMED).add_cte(
+    insert(cast(Table, RefreshToken.__table__))
+    .from_select(
+        [
+            "token_hash",
+            "family_id",
+            "client_id",
+            "session_id",
+            "pid",
+            "sub",
+            "scope",
+            "acr",
+            "amr",
+            "auth_time",
+            "dpop_jkt",
+            "issued_at",
+            "expires_at",
+        ],
+        select(
+            bindparam("r_hash"),
+            bindparam("family"),
+            _CLAIMED.c.client_id,
+            _CLAIMED.c.session_id,
+            _CLAIMED.c.pid,
+            _CLAIMED.c.sub,
+            _CLAIMED.c.scope,
+            _CLAIMED.c.acr,
+            _CLAIMED.c.amr,
+            _CLAIMED.c.auth_time,
+            func.coalesce(bindparam("bound_jkt", type_=String), _CLAIMED.c.dpop_jkt),
+            bindparam("at"),
+            bindparam("r_expires"),
+        ),
+    )
+    .cte("refresh")
 )
 
 
@@ -458,8 +513,9 @@ class Identity:
             and "login" not in request.prompt
             and levels.satisfies(sso.acr, request.acr_values)
         ):
-            code = await self._issue_code(session, request, sso)
-            await self._audit(session, "sso_reuse", sso.pid, request.client.client_id, sso.id)
+            code, writes = await self._code_writes(session, request, sso)
+            writes.append(self._audit_row("sso_reuse", sso.pid, request.client.client_id, sso.id))
+            await write_together(session, *writes)
             return LoginDone(request.success_url(code), None)
         if "none" in request.prompt:
             error = "login_required" if sso is None else "interaction_required"
@@ -518,9 +574,10 @@ class Identity:
                 raise AuthorizeError("invalid_request", "This login is already finished.")
         cookie: str | None = None
         current = now()
+        writes: list[Insert | Update] = []
         if sso is not None and sso.pid == who.pid:
             # Same person: step up (or re-authenticate) within the same session.
-            await session.execute(
+            writes.append(
                 update(SsoSession)
                 .where(SsoSession.id == sso.id)
                 .values(
@@ -544,71 +601,81 @@ class Identity:
                 await self._end_session_row(session, sso.id)
             cookie = random_token(32)
             sid = random_token(16)
-            await insert_row(
-                session,
-                SsoSession,
-                id=sid,
-                cookie_hash=token_hash(cookie),
-                pid=who.pid,
-                acr=who.acr,
-                amr=list(who.amr),
-                auth_time=current,
-                last_seen=current,
-                expires_at=current + timedelta(minutes=self.settings.sso_absolute_minutes),
-                locale=request.locale,
+            writes.append(
+                row_insert(
+                    SsoSession,
+                    id=sid,
+                    cookie_hash=token_hash(cookie),
+                    pid=who.pid,
+                    acr=who.acr,
+                    amr=list(who.amr),
+                    auth_time=current,
+                    last_seen=current,
+                    expires_at=current + timedelta(minutes=self.settings.sso_absolute_minutes),
+                    locale=request.locale,
+                    ended_at=None,
+                )
             )
             event = "login"
             state = SsoState(sid, who.pid, who.acr, who.amr, current, request.locale)
-        await self._audit(
-            session,
-            event,
-            who.pid,
-            request.client.client_id,
-            state.id,
-            {"acr": who.acr, "method": who.method},
+        writes.append(
+            self._audit_row(
+                event,
+                who.pid,
+                request.client.client_id,
+                state.id,
+                {"acr": who.acr, "method": who.method},
+            )
         )
-        code = await self._issue_code(session, request, state, new_session=cookie is not None)
+        code, code_writes = await self._code_writes(
+            session, request, state, new_session=cookie is not None
+        )
+        # The session, its audit event and the code: one round trip, all or nothing.
+        await write_together(session, *writes, *code_writes)
         return LoginDone(request.success_url(code), cookie)
 
-    async def _issue_code(
+    async def _code_writes(
         self,
         session: AsyncSession,
         request: AuthorizationRequest,
         sso: SsoState,
         *,
         new_session: bool = False,
-    ) -> str:
+    ) -> tuple[str, list[Insert | Update]]:
+        """A new code for this login, and the rows that record it (not yet written)."""
         code = random_token(32)
         client_id = request.client.client_id
-        await insert_row(
-            session,
-            AuthorizationCode,
-            code_hash=token_hash(code),
-            client_id=client_id,
-            session_id=sso.id,
-            pid=sso.pid,
-            redirect_uri=request.redirect_uri,
-            scope=" ".join(request.scope),
-            nonce=request.nonce,
-            code_challenge=request.code_challenge,
-            acr=sso.acr,
-            amr=list(sso.amr),
-            auth_time=sso.auth_time,
-            locale=request.locale,
-            dpop_jkt=request.dpop_jkt,
-            expires_at=now() + timedelta(seconds=CODE_SECONDS),
-        )
+        sub = self.subject(request.client, sso.pid)
+        writes: list[Insert | Update] = [
+            row_insert(
+                AuthorizationCode,
+                code_hash=token_hash(code),
+                client_id=client_id,
+                session_id=sso.id,
+                pid=sso.pid,
+                sub=sub,
+                redirect_uri=request.redirect_uri,
+                scope=" ".join(request.scope),
+                nonce=request.nonce,
+                code_challenge=request.code_challenge,
+                acr=sso.acr,
+                amr=list(sso.amr),
+                auth_time=sso.auth_time,
+                locale=request.locale,
+                dpop_jkt=request.dpop_jkt,
+                expires_at=now() + timedelta(seconds=CODE_SECONDS),
+                used_at=None,
+                family_id=None,
+            )
+        ]
         joined = None if new_session else await session.get(SessionClient, (sso.id, client_id))
         if joined is None:
-            await insert_row(
-                session,
-                SessionClient,
-                session_id=sso.id,
-                client_id=client_id,
-                sub=self.subject(request.client, sso.pid),
-                first_at=now(),
+            writes.append(
+                row_insert(
+                    SessionClient, session_id=sso.id, client_id=client_id, sub=sub, first_at=now()
+                )
             )
-        return code
+        return code, writes
 
     # --- Token endpoint --------------------------------------------------------------
 
@@ -649,34 +716,41 @@ class Identity:
         code = form.get("code") or ""
         verifier = form.get("code_verifier") or ""
         family = random_token(16)
-        row = None
+        refresh = random_token(32) if GRANT_REFRESH in client.grant_types else None
+        stored_refresh = False
+        row: Any = None
         if code and PKCE_VERIFIER.match(verifier):
             # The usual case in one statement: claim the code only if every check holds.
             current = now()
-            row = (
-                await session.scalars(
-                    CLAIM_CODE,
-                    {
-                        "b_code_hash": token_hash(code),
-                        "b_client_id": client.client_id,
-                        "now": current,
-                        "b_redirect_uri": form.get("redirect_uri") or "",
-                        "challenge": s256(verifier),
-                        "jkt": dpop_jkt or "",
-                        "at": current,
-                        "family": family,
-                    },
+            params: dict[str, Any] = {
+                "b_code_hash": token_hash(code),
+                "b_client_id": client.client_id,
+                "now": current,
+                "b_redirect_uri": form.get("redirect_uri") or "",
+                "challenge": s256(verifier),
+                "jkt": dpop_jkt or "",
+                "at": current,
+                "family": family,
+            }
+            connection = await session.connection()
+            if refresh is not None and connection.dialect.name == "postgresql":
+                params.update(
+                    r_hash=token_hash(refresh),
+                    bound_jkt=dpop_jkt,
+                    r_expires=current + timedelta(seconds=client.refresh_token_seconds),
                 )
-            ).one_or_none()
+                row = (await connection.execute(CLAIM_CODE_WITH_REFRESH, params)).one_or_none()
+                stored_refresh = True
+            else:
+                row = (await session.scalars(CLAIM_CODE, params)).one_or_none()
         if row is None:
             await self._refuse_code(session, client, code, form, verifier, dpop_jkt)
             raise invalid_grant("The code has already been used")
-        sub = self.subject(client, row.pid)
         return await self._people_tokens(
             session,
             client,
             family=family,
-            sub=sub,
+            sub=row.sub or self.subject(client, row.pid),
             pid=row.pid,
             scope=row.scope,
             acr=row.acr,
@@ -687,6 +761,8 @@ class Identity:
             locale=row.locale,
             jkt=dpop_jkt or row.dpop_jkt,
             with_id_token=True,
+            refresh=refresh,
+            refresh_stored=stored_refresh,
         )
 
     async def _refuse_code(
@@ -736,7 +812,11 @@ class Identity:
         locale: str,
         jkt: str | None,
         with_id_token: bool,
+        refresh: str | None = None,
+        refresh_stored: bool = False,
     ) -> dict[str, Any]:
+        """The token response; `refresh` is the new refresh token when the client may
+        have one (`refresh_stored`: already written along with the claimed code)."""
         access = await self.tokens.access_token(
             client_id=client.client_id,
             scope=scope,
@@ -771,8 +851,7 @@ class Identity:
                 claims=claims,
                 nonce=nonce,
             )
-        if GRANT_REFRESH in client.grant_types:
-            refresh = random_token(32)
+        if refresh is not None and not refresh_stored:
             issued = now()
             await insert_row(
                 session,
@@ -791,6 +870,7 @@ class Identity:
                 issued_at=issued,
                 expires_at=issued + timedelta(seconds=client.refresh_token_seconds),
             )
+        if refresh is not None:
             response["refresh_token"] = refresh
         return response
 
@@ -851,6 +931,7 @@ class Identity:
             locale="nb",
             jkt=row.dpop_jkt,
             with_id_token=False,
+            refresh=random_token(32),  # rotation: every use gives a new one
         )
 
     async def _jwt_bearer(
@@ -1120,8 +1201,17 @@ class Identity:
         session_id: str | None,
         detail: dict[str, Any] | None = None,
     ) -> None:
-        await insert_row(
-            session,
+        await write_together(session, self._audit_row(event, pid, client_id, session_id, detail))
+
+    @staticmethod
+    def _audit_row(
+        event: str,
+        pid: str | None,
+        client_id: str | None,
+        session_id: str | None,
+        detail: dict[str, Any] | None = None,
+    ) -> Insert:
+        return row_insert(
             AuditEvent,
             at=now(),
             event=event,
