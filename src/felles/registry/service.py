@@ -77,9 +77,31 @@ async def _person_row(session: AsyncSession, pid: str) -> Person:
     return person
 
 
+# PostgreSQL: read a person and record the lookup in one statement (one round trip);
+# the access row is written only if the person is there.
+_PEOPLE = cast(Table, Person.__table__)
+_FOUND = select(_PEOPLE).where(_PEOPLE.c.pid == bindparam("b_pid")).cte("found")
+READ_AND_RECORD_PERSON = select(_FOUND).add_cte(
+    insert(cast(Table, DataAccess.__table__))
+    .from_select(
+        ["pid", "accessed_by", "purpose", "dataset"],
+        select(_FOUND.c.pid, bindparam("by"), bindparam("why"), literal("person")),
+    )
+    .cte("recorded")
+)
+
+
 async def get_person(session: AsyncSession, pid: str, access: Access) -> PersonRecord:
     """One person from the population register."""
-    person = await _person_row(session, pid)
+    number = parse_pid(pid).value
+    connection = await session.connection()
+    if connection.dialect.name == "postgresql":
+        params = {"b_pid": number, "by": access.accessed_by, "why": access.purpose}
+        row = (await connection.execute(READ_AND_RECORD_PERSON, params)).one_or_none()
+        if row is None:
+            raise NotFound("No person with that national identity number")
+        return PersonRecord.model_validate(row)
+    person = await _person_row(session, number)
     await _record(session, person.pid, access, "person")
     return PersonRecord.model_validate(person)
 
