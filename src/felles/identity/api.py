@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable
 from typing import Any
+from urllib.parse import parse_qsl
 
 import httpx
 from fastapi import APIRouter, Request
@@ -64,8 +65,14 @@ async def _form(request: Request) -> dict[str, str]:
     content_type = request.headers.get("content-type", "")
     if not content_type.startswith("application/x-www-form-urlencoded"):
         raise invalid_request("The body must be application/x-www-form-urlencoded")
-    form = await request.form()
-    return _single_values((k, v) for k, v in form.multi_items() if isinstance(v, str))
+    body = await request.body()  # already read and size-checked by the guard middleware
+    try:
+        pairs = parse_qsl(
+            body.decode("utf-8"), keep_blank_values=True, strict_parsing=False, max_num_fields=200
+        )
+    except (UnicodeDecodeError, ValueError):
+        raise invalid_request("The body is not a valid form") from None
+    return _single_values(pairs)
 
 
 async def _client(
