@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import sys
 from collections.abc import MutableMapping
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
@@ -37,11 +39,37 @@ def mask_identity_numbers(text: str) -> str:
     return PID_PATTERN.sub(_masked, text)
 
 
-def _scrub(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    for key, value in list(event.items()):
-        if isinstance(value, str):
-            event[key] = mask_identity_numbers(value)
-    return event
+def _json_fallback(obj: Any) -> Any:
+    """What JSONRenderer does with values JSON cannot hold: `__structlog__()`, else repr."""
+    try:
+        return obj.__structlog__()
+    except AttributeError:
+        return repr(obj)
+
+
+_LEVELS = {"warn": "warning", "exception": "error"}  # as structlog's add_log_level names them
+# One encoder for every line (json.dumps with `default` builds a new one each call).
+_encode = json.JSONEncoder(default=_json_fallback).encode
+
+
+def _render(logger: Any, name: str, event: MutableMapping[str, Any]) -> str:
+    """The JSON line for an event, with the context's variables, level, UTC timestamp and
+    formatted exception, identity numbers masked in every string value.
+
+    The same line structlog's chain of merge_contextvars, add_log_level, TimeStamper,
+    format_exc_info, a scrubber and JSONRenderer would give, in one step: the request
+    line is written for every request, and the chain cost more than half of it.
+    """
+    structlog.contextvars.merge_contextvars(logger, name, event)
+    event["level"] = _LEVELS.get(name, name)
+    event["timestamp"] = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    if "exc_info" in event:
+        structlog.processors.format_exc_info(logger, name, event)
+    for key, value in event.items():
+        # An identity number is 11 digits: shorter strings cannot hold one.
+        if isinstance(value, str) and len(value) >= 11:
+            event[key] = PID_PATTERN.sub(_masked, value)
+    return _encode(event)
 
 
 class _StderrLogger:
@@ -63,14 +91,7 @@ def configure_logging(level: str = "INFO") -> None:
     for noisy in ("uvicorn.access",):
         logging.getLogger(noisy).disabled = True
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-            _scrub,
-            structlog.processors.JSONRenderer(),
-        ],
+        processors=[_render],
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
         ),
