@@ -19,17 +19,19 @@ from felles.identity import demo_rp, passkey_pages, password_pages, upstream_pag
 from felles.identity import pages as identity_pages
 from felles.identity.runtime import IdentityRuntime
 from felles.web import pages as web_pages
-from felles.web.errors import CatchAllMiddleware, guard_rejection, install_error_handlers
+from felles.web.edge import EdgeMiddleware
+from felles.web.errors import install_error_handlers
 from felles.web.keys import ensure_data_dir, load_or_create_secret
-from felles.web.observability import RequestContextMiddleware, configure_logging
-from felles.web.security import CsrfTokens, GuardMiddleware, SecurityHeadersMiddleware
+from felles.web.lane import FellesApp
+from felles.web.observability import configure_logging
+from felles.web.security import CsrfTokens
 from felles.web.templating import STATIC_DIR
 
 # Paths whose unsafe requests carry tokens, not cookies, and so need no CSRF token.
 CSRF_EXEMPT = ("/api/",)
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None) -> FellesApp:
     settings = settings or get_settings()
     ensure_data_dir(settings.data_dir)
     configure_logging(settings.log_level)
@@ -49,7 +51,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await password_login.limiter.aclose()
         await app.state.db.dispose()
 
-    app = FastAPI(
+    csrf_tokens = CsrfTokens(load_or_create_secret(settings.keys_dir / "csrf.key"))
+    app = FellesApp(
+        edge=lambda inner: EdgeMiddleware(
+            inner,
+            tokens=csrf_tokens,
+            max_body=settings.max_body_bytes,
+            exempt_prefixes=CSRF_EXEMPT,
+            exempt_paths=identity_api.CSRF_EXEMPT_PATHS,
+            https=settings.https,
+        ),
         title="Felles",
         version=__version__,
         description="Common digital building blocks for a public sector.",
@@ -63,22 +74,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.identity = IdentityRuntime(settings, app.state.db)
 
     install_error_handlers(app)
-    app.add_middleware(CatchAllMiddleware)
-    app.add_middleware(
-        GuardMiddleware,
-        tokens=CsrfTokens(load_or_create_secret(settings.keys_dir / "csrf.key")),
-        max_body=settings.max_body_bytes,
-        exempt_prefixes=CSRF_EXEMPT,
-        exempt_paths=identity_api.CSRF_EXEMPT_PATHS,
-        reject=guard_rejection,
-        secure_cookie=settings.https,
-    )
-    app.add_middleware(SecurityHeadersMiddleware, hsts=settings.https)
-    app.add_middleware(RequestContextMiddleware)
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.include_router(web_pages.router)
-    app.include_router(identity_api.router)
+    app.include_lane(identity_api.lane)
     app.include_router(identity_pages.router)
     app.include_router(identity_account.router)
     app.include_router(identity_admin_api.router)
@@ -88,6 +87,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-def app_factory() -> FastAPI:
+def app_factory() -> FellesApp:
     """Entry point for `uvicorn --factory` (each worker process builds its own app)."""
     return create_app()

@@ -32,10 +32,13 @@ from felles.identity.service import (
     parse_testid_hint,
 )
 from felles.identity.tokens import InvalidToken
+from felles.web.lane import Lane
 from felles.web.observability import log
 from felles.web.templating import render
 
 router = APIRouter(tags=["login (OpenID Connect)"])
+# The protocol endpoints: answered directly by the app, past FastAPI's routing (web/lane.py).
+lane = Lane(router)
 
 SSO_COOKIE = "felles_sso"
 # Endpoints that other sites post to (clients, browsers coming from a relying party):
@@ -93,13 +96,13 @@ def _set_sso_cookie(response: Response, rt: IdentityRuntime, value: str) -> None
 # --- Discovery ---------------------------------------------------------------------------
 
 
-@router.get("/.well-known/openid-configuration")
+@lane.get("/.well-known/openid-configuration")
 async def discovery(request: Request) -> Response:
     rt = await runtime(request)
     return JSONResponse(rt.discovery(), headers={"cache-control": "public, max-age=300"})
 
 
-@router.get("/jwks")
+@lane.get("/jwks")
 async def jwks(request: Request) -> Response:
     rt = await runtime(request)
     return JSONResponse(
@@ -112,7 +115,7 @@ async def jwks(request: Request) -> Response:
 # --- Authorization -----------------------------------------------------------------------
 
 
-@router.api_route("/authorize", methods=["GET", "POST"], include_in_schema=False)
+@lane.api_route("/authorize", methods=["GET", "POST"], include_in_schema=False)
 async def authorize(request: Request) -> Response:
     rt = await runtime(request)
     try:
@@ -170,7 +173,7 @@ def authorize_error_page(request: Request, error: str, description: str) -> Resp
     )
 
 
-@router.post("/par")
+@lane.post("/par")
 async def pushed_authorization_request(request: Request) -> Response:
     rt = await runtime(request)
     try:
@@ -194,7 +197,7 @@ async def pushed_authorization_request(request: Request) -> Response:
 # --- Tokens ------------------------------------------------------------------------------
 
 
-@router.post("/token")
+@lane.post("/token")
 async def token(request: Request) -> Response:
     rt = await runtime(request)
     refusal: OAuthError | None = None
@@ -252,7 +255,7 @@ def _unauthorized(error: str | None, description: str = "") -> Response:
     return Response(status_code=401, headers={"www-authenticate": challenge, **NO_STORE})
 
 
-@router.api_route("/userinfo", methods=["GET", "POST"])
+@lane.api_route("/userinfo", methods=["GET", "POST"])
 async def userinfo(request: Request) -> Response:
     rt = await runtime(request)
     presented = _authorization(request)
@@ -279,7 +282,7 @@ async def userinfo(request: Request) -> Response:
     return JSONResponse(info, headers=NO_STORE)
 
 
-@router.post("/introspect")
+@lane.post("/introspect")
 async def introspect(request: Request) -> Response:
     rt = await runtime(request)
     try:
@@ -298,7 +301,7 @@ async def introspect(request: Request) -> Response:
     return JSONResponse(body, headers=NO_STORE)
 
 
-@router.post("/revoke")
+@lane.post("/revoke")
 async def revoke(request: Request) -> Response:
     rt = await runtime(request)
     try:

@@ -8,10 +8,9 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Scope
 
 from felles.registry.numbers import InvalidNumber
-from felles.web.observability import log
 from felles.web.problems import PROBLEMS, STATUS_TO_SLUG, ProblemError, problem
 from felles.web.templating import render
 
@@ -138,47 +137,12 @@ async def _invalid_number(request: Request, exc: Exception) -> Response:
     return error_page(request, 400, "bad-request")
 
 
-class CatchAllMiddleware:
-    """Turns any unhandled error into a 500 answer with a correlation id, logged once as JSON.
-
-    Starlette's own last-resort handler re-raises to the server, which would log the
-    traceback a second time in plain text; this one stops the error here.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = False
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        try:
-            await self.app(scope, receive, tracking_send)
-        except Exception as exc:
-            log.error(
-                "unhandled_error",
-                route=getattr(scope.get("route"), "path", "unmatched"),
-                error=type(exc).__name__,
-                exc_info=exc,
-            )
-            if started:
-                raise
-            request = Request(scope)
-            if wants_json(request):
-                response: Response = problem(
-                    "internal", instance=request.url.path, request_id=request_id(request)
-                )
-            else:
-                response = error_page(request, 500, "internal")
-            await response(scope, receive, send)
+def internal_error(scope: Scope) -> Response:
+    """The 500 answer to an unhandled error, with the correlation id to quote."""
+    request = Request(scope)
+    if wants_json(request):
+        return problem("internal", instance=request.url.path, request_id=request_id(request))
+    return error_page(request, 500, "internal")
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -189,7 +153,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 def guard_rejection(scope: Scope, slug: str) -> ASGIApp:
-    """The response GuardMiddleware sends for a refused request, in the right format."""
+    """The answer to a request the edge refuses (e.g. "csrf"), in the right format."""
     request = Request(scope)
     status = PROBLEMS[slug][0]
     if wants_json(request):
