@@ -99,14 +99,18 @@ def _set_sso_cookie(response: Response, rt: IdentityRuntime, value: str) -> None
 @lane.get("/.well-known/openid-configuration")
 async def discovery(request: Request) -> Response:
     rt = await runtime(request)
-    return JSONResponse(rt.discovery(), headers={"cache-control": "public, max-age=300"})
+    return Response(
+        rt.discovery_json(),
+        media_type="application/json",
+        headers={"cache-control": "public, max-age=300"},
+    )
 
 
 @lane.get("/jwks")
 async def jwks(request: Request) -> Response:
     rt = await runtime(request)
-    return JSONResponse(
-        await rt.keys.jwks(),
+    return Response(
+        await rt.keys.jwks_json(),
         media_type="application/jwk-set+json",
         headers={"cache-control": "public, max-age=60"},
     )

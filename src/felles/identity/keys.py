@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -130,6 +131,7 @@ class _Snapshot:
     jwks: dict[str, Any]
     keyset: KeySet
     expires: float
+    jwks_json: bytes = b""  # `jwks` serialised once, for the JWKS endpoint
 
 
 class KeyStore:
@@ -206,6 +208,13 @@ class KeyStore:
         if snapshot is None or (time.monotonic() >= snapshot.expires and not self._refreshing()):
             snapshot = await self._refresh()
         return snapshot.jwks
+
+    async def jwks_json(self) -> bytes:
+        """The public JWKS, serialised (the endpoint's body, encoded once per refresh)."""
+        snapshot = self._snapshot
+        if snapshot is None or (time.monotonic() >= snapshot.expires and not self._refreshing()):
+            snapshot = await self._refresh()
+        return snapshot.jwks_json
 
     async def verification_keys(self) -> KeySet:
         """The same keys as jwks(), as a joserfc KeySet for checking our own tokens."""
@@ -326,7 +335,8 @@ class KeyStore:
                 ttl = min(ttl, (as_utc(row.publish_until) - now).total_seconds())
         self._private = {key.kid: key for key in signing.values() if key.kid}
         self._public = {row.kid: self._public[row.kid] for row in published}
-        return _Snapshot(signing, jwks, keyset, time.monotonic() + max(ttl, 0.0))
+        encoded = json.dumps(jwks, separators=(",", ":")).encode()
+        return _Snapshot(signing, jwks, keyset, time.monotonic() + max(ttl, 0.0), encoded)
 
     def _decrypt(self, row: SigningKey) -> Jwk:
         cached = self._private.get(row.kid)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from fastapi import Request
@@ -32,6 +33,7 @@ class IdentityRuntime:
         self.identity = Identity(settings, self.tokens, salt)
         self.testid_enabled = settings.demo_allowed()
         self._discovery: dict[str, Any] | None = None
+        self._discovery_json: bytes | None = None
         self._ready = False
 
     async def ready(self) -> None:
@@ -55,6 +57,12 @@ class IdentityRuntime:
 
             self._discovery = discovery_document(self.settings.issuer, [])
         return self._discovery
+
+    def discovery_json(self) -> bytes:
+        """The discovery document serialised once: it never changes while we run."""
+        if self._discovery_json is None:
+            self._discovery_json = json.dumps(self.discovery(), separators=(",", ":")).encode()
+        return self._discovery_json
 
     async def testid_login(self, session: AsyncSession, pid: str, acr: str) -> Authenticated | None:
         """TestID (dev and test only): any synthetic person in the register, any level."""
