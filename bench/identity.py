@@ -257,7 +257,7 @@ def fresh_database(backend: str, pg_admin_url: str, folder: Path) -> Iterator[tu
         conn.execute(f'CREATE DATABASE "{name}"')
     base = pg_admin_url.rsplit("/", 1)[0].split("://", 1)[1]
     try:
-        yield f"postgresql+{os.environ.get('BENCH_PG_DRIVER', 'psycopg')}://{base}/{name}", name
+        yield f"postgresql://{base}/{name}", name  # Felles picks its driver
     finally:
         with psycopg.connect(pg_admin_url, autocommit=True, connect_timeout=5) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

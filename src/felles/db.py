@@ -4,11 +4,25 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Delete, Insert, MetaData, Update, event, insert, literal, select, text
+from sqlalchemy import (
+    Delete,
+    Insert,
+    MetaData,
+    Select,
+    Table,
+    Update,
+    bindparam,
+    event,
+    insert,
+    literal,
+    select,
+    text,
+)
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -121,26 +135,66 @@ async def insert_row(session: AsyncSession, model: type[Base], **values: Any) ->
     await connection.execute(_insert_of(model), [values])
 
 
-async def write_together(session: AsyncSession, *statements: Insert | Update | Delete) -> None:
+@dataclass(frozen=True, slots=True)
+class NewRow:
+    """One row to insert, for `write_together` (see `row_insert`)."""
+
+    model: type[Base]
+    values: dict[str, Any]
+
+
+Write = NewRow | Insert | Update | Delete
+
+
+def row_insert(model: type[Base], **values: Any) -> NewRow:
+    """The INSERT of one row, for `write_together`."""
+    return NewRow(model, values)
+
+
+async def write_together(session: AsyncSession, *writes: Write) -> None:
     """Several writes that belong together, in one round trip where the database allows.
 
     On PostgreSQL they become data-modifying CTEs of one statement, so they commit or
     fail together even outside a transaction and cost one round trip instead of one
-    each; elsewhere they run one by one in the session's transaction. The statements
-    must not depend on each other's effects (all CTEs see the same snapshot).
+    each; elsewhere they run one by one in the session's transaction. The writes must
+    not depend on each other's effects (all CTEs see the same snapshot). Rows only
+    (the usual case) make a statement built once per shape, with bound parameters.
     """
     connection = await session.connection()
-    if len(statements) > 1 and connection.dialect.name == "postgresql":
-        ctes = [statement.cte(f"w{i}") for i, statement in enumerate(statements)]
+    if len(writes) > 1 and connection.dialect.name == "postgresql":
+        if all(isinstance(w, NewRow) for w in writes):
+            rows = cast(tuple[NewRow, ...], writes)
+            shape = tuple((row.model, tuple(row.values)) for row in rows)
+            params = {
+                f"w{i}_{key}": value
+                for i, row in enumerate(rows)
+                for key, value in row.values.items()
+            }
+            await connection.execute(_inserts_together(shape), params)
+            return
+        ctes = [_statement(w).cte(f"w{i}") for i, w in enumerate(writes)]
         await connection.execute(select(literal(1)).add_cte(*ctes))
         return
-    for statement in statements:
-        await connection.execute(statement)
+    for write in writes:
+        if isinstance(write, NewRow):
+            await connection.execute(_insert_of(write.model), [write.values])
+        else:
+            await connection.execute(write)
 
 
-def row_insert(model: type[Base], **values: Any) -> Insert:
-    """The INSERT of one row, for `write_together`."""
-    return _insert_of(model).values(**values)
+def _statement(write: Write) -> Insert | Update | Delete:
+    return _insert_of(write.model).values(**write.values) if isinstance(write, NewRow) else write
+
+
+@cache
+def _inserts_together(shape: tuple[tuple[type[Base], tuple[str, ...]], ...]) -> Select[Any]:
+    """One statement inserting a row into each table, bound as `w{i}_{column}`."""
+    ctes = []
+    for i, (model, keys) in enumerate(shape):
+        table = cast(Table, model.__table__)
+        values = {key: bindparam(f"w{i}_{key}", type_=table.c[key].type) for key in keys}
+        ctes.append(insert(table).values(values).cte(f"w{i}"))
+    return select(literal(1)).add_cte(*ctes)
 
 
 @cache

@@ -14,11 +14,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 from urllib.parse import urlencode, urlparse
 
-from sqlalchemy import Insert, String, Table, Update, bindparam, func, insert, or_, select, update
+from sqlalchemy import String, Table, bindparam, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from felles.config import Settings
-from felles.db import insert_row, row_insert, write_together
+from felles.db import NewRow, Write, insert_row, row_insert, write_together
 from felles.identity import clients, levels
 from felles.identity.client_auth import verify_client_jwt
 from felles.identity.clients import (
@@ -54,49 +54,29 @@ PKCE_VERIFIER = re.compile(r"^[A-Za-z0-9._~-]{43,128}$")
 PKCE_CHALLENGE = re.compile(r"^[A-Za-z0-9_-]{43}$")
 MAX_PARAM_LENGTH = 2000
 
-# Hot-path statements, built once. `synchronize_session=False`: nothing in the session
-# holds these rows, so the ORM need not look for them.
+# Hot-path statements, built once, in Core on the tables: executed on the session's
+# connection they skip the ORM's bulk-update and compile machinery.
+_PENDING = cast(Table, PendingAuthorization.__table__)
+_REVOKED = cast(Table, RevokedToken.__table__)
+_CODES = cast(Table, AuthorizationCode.__table__)
 CLAIM_PUSHED = (
-    update(PendingAuthorization)
+    update(_PENDING)
     .where(
-        PendingAuthorization.id == bindparam("pending_id"),
-        PendingAuthorization.pushed.is_(True),
-        PendingAuthorization.client_id == bindparam("b_client_id"),
-        PendingAuthorization.used_at.is_(None),
-        PendingAuthorization.expires_at > bindparam("now"),
+        _PENDING.c.id == bindparam("pending_id"),
+        _PENDING.c.pushed.is_(True),
+        _PENDING.c.client_id == bindparam("b_client_id"),
+        _PENDING.c.used_at.is_(None),
+        _PENDING.c.expires_at > bindparam("now"),
     )
     .values(used_at=bindparam("at"))
-    .returning(PendingAuthorization.params)
-    .execution_options(synchronize_session=False)
+    .returning(_PENDING.c.params)
 )
 IS_REVOKED = (
-    select(RevokedToken.jti)
-    .where(RevokedToken.jti.in_([bindparam("jti"), bindparam("family")]))
+    select(_REVOKED.c.jti)
+    .where(_REVOKED.c.jti.in_([bindparam("jti"), bindparam("family")]))
     .limit(1)
 )
 CLAIM_CODE = (
-    update(AuthorizationCode)
-    .where(
-        AuthorizationCode.code_hash == bindparam("b_code_hash"),
-        AuthorizationCode.client_id == bindparam("b_client_id"),
-        AuthorizationCode.used_at.is_(None),
-        AuthorizationCode.expires_at > bindparam("now"),
-        AuthorizationCode.redirect_uri == bindparam("b_redirect_uri"),
-        AuthorizationCode.code_challenge == bindparam("challenge"),
-        or_(
-            AuthorizationCode.dpop_jkt.is_(None),
-            AuthorizationCode.dpop_jkt == bindparam("jkt"),
-        ),
-    )
-    .values(used_at=bindparam("at"), family_id=bindparam("family"))
-    .returning(AuthorizationCode)
-    .execution_options(synchronize_session=False)
-)
-
-# PostgreSQL: the code claimed and its refresh token written by one statement, so the
-# exchange is all or nothing in one round trip (SQLite runs the two in a transaction).
-_CODES = cast(Table, AuthorizationCode.__table__)
-_CLAIMED = (
     update(_CODES)
     .where(
         _CODES.c.code_hash == bindparam("b_code_hash"),
@@ -109,8 +89,11 @@ _CLAIMED = (
     )
     .values(used_at=bindparam("at"), family_id=bindparam("family"))
     .returning(*_CODES.c)
-    .cte("claimed")
 )
+
+# PostgreSQL: the code claimed and its refresh token written by one statement, so the
+# exchange is all or nothing in one round trip (SQLite runs the two in a transaction).
+_CLAIMED = CLAIM_CODE.cte("claimed")
 CLAIM_CODE_WITH_REFRESH = select(_CLAIMED).add_cte(
     insert(cast(Table, RefreshToken.__table__))
     .from_select(
@@ -453,15 +436,18 @@ class Identity:
             raise AuthorizeError("invalid_request", "The request_uri is not one we issued.")
         # One statement claims the pushed request: found, ours, unused, unexpired.
         current = now()
-        params = await session.scalar(
-            CLAIM_PUSHED,
-            {
-                "pending_id": request_uri[len(PAR_URN) :],
-                "b_client_id": client.client_id,
-                "now": current,
-                "at": current,
-            },
-        )
+        connection = await session.connection()
+        params = (
+            await connection.execute(
+                CLAIM_PUSHED,
+                {
+                    "pending_id": request_uri[len(PAR_URN) :],
+                    "b_client_id": client.client_id,
+                    "now": current,
+                    "at": current,
+                },
+            )
+        ).scalar()
         if params is None:
             raise AuthorizeError(
                 "invalid_request", "The login request has expired or was already used."
@@ -574,7 +560,7 @@ class Identity:
                 raise AuthorizeError("invalid_request", "This login is already finished.")
         cookie: str | None = None
         current = now()
-        writes: list[Insert | Update] = []
+        writes: list[Write] = []
         if sso is not None and sso.pid == who.pid:
             # Same person: step up (or re-authenticate) within the same session.
             writes.append(
@@ -641,12 +627,12 @@ class Identity:
         sso: SsoState,
         *,
         new_session: bool = False,
-    ) -> tuple[str, list[Insert | Update]]:
+    ) -> tuple[str, list[Write]]:
         """A new code for this login, and the rows that record it (not yet written)."""
         code = random_token(32)
         client_id = request.client.client_id
         sub = self.subject(request.client, sso.pid)
-        writes: list[Insert | Update] = [
+        writes: list[Write] = [
             row_insert(
                 AuthorizationCode,
                 code_hash=token_hash(code),
@@ -742,7 +728,7 @@ class Identity:
                 row = (await connection.execute(CLAIM_CODE_WITH_REFRESH, params)).one_or_none()
                 stored_refresh = True
             else:
-                row = (await session.scalars(CLAIM_CODE, params)).one_or_none()
+                row = (await connection.execute(CLAIM_CODE, params)).one_or_none()
         if row is None:
             await self._refuse_code(session, client, code, form, verifier, dpop_jkt)
             raise invalid_grant("The code has already been used")
@@ -1003,7 +989,9 @@ class Identity:
     # --- Tokens in use ---------------------------------------------------------------
 
     async def is_revoked(self, session: AsyncSession, jti: str) -> bool:
-        found = await session.scalar(IS_REVOKED, {"jti": jti, "family": jti.split(".", 1)[0]})
+        connection = await session.connection()
+        params = {"jti": jti, "family": jti.split(".", 1)[0]}
+        found = (await connection.execute(IS_REVOKED, params)).scalar()
         return found is not None
 
     async def access_claims(self, session: AsyncSession, token: str) -> dict[str, Any]:
@@ -1210,7 +1198,7 @@ class Identity:
         client_id: str | None,
         session_id: str | None,
         detail: dict[str, Any] | None = None,
-    ) -> Insert:
+    ) -> NewRow:
         return row_insert(
             AuditEvent,
             at=now(),

@@ -77,9 +77,10 @@ async def _person_row(session: AsyncSession, pid: str) -> Person:
     return person
 
 
+_PEOPLE = cast(Table, Person.__table__)
+
 # PostgreSQL: read a person and record the lookup in one statement (one round trip);
 # the access row is written only if the person is there.
-_PEOPLE = cast(Table, Person.__table__)
 _FOUND = select(_PEOPLE).where(_PEOPLE.c.pid == bindparam("b_pid")).cte("found")
 READ_AND_RECORD_PERSON = select(_FOUND).add_cte(
     insert(cast(Table, DataAccess.__table__))
@@ -120,8 +121,8 @@ RECORD_IF_PERSON = (
     insert(_ACCESS)
     .from_select(
         ["pid", "accessed_by", "purpose", "dataset"],
-        select(Person.pid, bindparam("by"), bindparam("why"), literal("person")).where(
-            Person.pid == bindparam("b_pid")
+        select(_PEOPLE.c.pid, bindparam("by"), bindparam("why"), literal("person")).where(
+            _PEOPLE.c.pid == bindparam("b_pid")
         ),
     )
     .returning(_ACCESS.c.pid)
@@ -132,10 +133,9 @@ async def person_exists(session: AsyncSession, pid: str, access: Access) -> bool
     """Whether the register has this person, recorded like any lookup: one statement
     that writes the access row only if the person is there."""
     number = parse_pid(pid).value
-    recorded = await session.scalar(
-        RECORD_IF_PERSON,
-        {"b_pid": number, "by": access.accessed_by, "why": access.purpose},
-    )
+    connection = await session.connection()
+    params = {"b_pid": number, "by": access.accessed_by, "why": access.purpose}
+    recorded = (await connection.execute(RECORD_IF_PERSON, params)).scalar()
     return recorded is not None
 
 
