@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import cache
@@ -11,6 +11,7 @@ from typing import Any, cast
 
 from sqlalchemy import (
     Delete,
+    Executable,
     Insert,
     MetaData,
     Select,
@@ -23,14 +24,17 @@ from sqlalchemy import (
     select,
     text,
 )
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
 from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import ClauseElement
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -131,8 +135,91 @@ async def insert_row(session: AsyncSession, model: type[Base], **values: Any) ->
     For hot paths that write rows they do not read back in the same transaction: the
     unit of work's bookkeeping at commit costs more than the statement itself.
     """
+    await write_together(session, NewRow(model, values))
+
+
+# --- Hot statements straight on the driver -------------------------------------------
+#
+# A prebuilt Core statement run through SQLAlchemy's execution machinery costs more
+# Python than the round trip to PostgreSQL itself. When the session runs in autocommit
+# mode on asyncpg (so there is no transaction SQLAlchemy would have to begin), the
+# functions below run the statement compiled once straight on the asyncpg connection:
+# same SQL, same bound values (through SQLAlchemy's own bind processors), same JSON
+# codecs. Anywhere else they go through SQLAlchemy as usual.
+
+
+@dataclass(frozen=True, slots=True)
+class _Compiled:
+    sql: str
+    names: tuple[str, ...]  # the bound parameters, in $1, $2, ... order
+    fixed: dict[str, Any]  # values of the statement's own literals
+    processors: dict[str, Any]
+
+
+_COMPILED: dict[Executable, _Compiled] = {}
+
+
+def _compiled(statement: Executable, dialect: Dialect) -> _Compiled:
+    found = _COMPILED.get(statement)
+    if found is None:
+        compiled = cast(SQLCompiler, cast(ClauseElement, statement).compile(dialect=dialect))
+        names = tuple(compiled.positiontup or ())
+        binds = compiled.binds
+        fixed = {n: binds[n].effective_value for n in names if not binds[n].required}
+        processors = dict(compiled._bind_processors)
+        found = _COMPILED[statement] = _Compiled(compiled.string, names, fixed, processors)
+    return found
+
+
+async def _driver(session: AsyncSession) -> tuple[AsyncConnection, Any]:
+    """The session's connection, and its asyncpg connection if the fast path applies."""
     connection = await session.connection()
-    await connection.execute(_insert_of(model), [values])
+    adapted = connection.sync_connection.connection.dbapi_connection  # type: ignore[union-attr]
+    if connection.dialect.driver == "asyncpg" and getattr(adapted, "autocommit", False):
+        return connection, adapted.driver_connection  # type: ignore[union-attr]
+    return connection, None
+
+
+def _arguments(compiled: _Compiled, params: Mapping[str, Any]) -> list[Any]:
+    values = []
+    for name in compiled.names:
+        value = params[name] if name in params else compiled.fixed[name]
+        processor = compiled.processors.get(name)
+        values.append(processor(value) if processor is not None and value is not None else value)
+    return values
+
+
+async def fetch_row(
+    session: AsyncSession, statement: Executable, params: Mapping[str, Any]
+) -> Mapping[str, Any] | None:
+    """The first row of a prebuilt statement (by column name), or None."""
+    connection, driver = await _driver(session)
+    if driver is None:
+        row = (await connection.execute(statement, dict(params))).first()
+        return None if row is None else cast(Mapping[str, Any], row._mapping)
+    compiled = _compiled(statement, connection.dialect)
+    return await driver.fetchrow(compiled.sql, *_arguments(compiled, params))  # type: ignore[no-any-return]
+
+
+async def fetch_value(
+    session: AsyncSession, statement: Executable, params: Mapping[str, Any]
+) -> Any:
+    """The first column of the first row of a prebuilt statement, or None."""
+    connection, driver = await _driver(session)
+    if driver is None:
+        return (await connection.execute(statement, dict(params))).scalar()
+    compiled = _compiled(statement, connection.dialect)
+    return await driver.fetchval(compiled.sql, *_arguments(compiled, params))
+
+
+async def execute(session: AsyncSession, statement: Executable, params: Mapping[str, Any]) -> None:
+    """Run a prebuilt statement for its effect."""
+    connection, driver = await _driver(session)
+    if driver is None:
+        await connection.execute(statement, dict(params))
+        return
+    compiled = _compiled(statement, connection.dialect)
+    await driver.execute(compiled.sql, *_arguments(compiled, params))
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,7 +248,7 @@ async def write_together(session: AsyncSession, *writes: Write) -> None:
     (the usual case) make a statement built once per shape, with bound parameters.
     """
     connection = await session.connection()
-    if len(writes) > 1 and connection.dialect.name == "postgresql":
+    if connection.dialect.name == "postgresql":
         if all(isinstance(w, NewRow) for w in writes):
             rows = cast(tuple[NewRow, ...], writes)
             shape = tuple((row.model, tuple(row.values)) for row in rows)
@@ -170,11 +257,12 @@ async def write_together(session: AsyncSession, *writes: Write) -> None:
                 for i, row in enumerate(rows)
                 for key, value in row.values.items()
             }
-            await connection.execute(_inserts_together(shape), params)
+            await execute(session, _inserts_together(shape), params)
             return
-        ctes = [_statement(w).cte(f"w{i}") for i, w in enumerate(writes)]
-        await connection.execute(select(literal(1)).add_cte(*ctes))
-        return
+        if len(writes) > 1:
+            ctes = [_statement(w).cte(f"w{i}") for i, w in enumerate(writes)]
+            await connection.execute(select(literal(1)).add_cte(*ctes))
+            return
     for write in writes:
         if isinstance(write, NewRow):
             await connection.execute(_insert_of(write.model), [write.values])

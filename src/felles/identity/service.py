@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -18,7 +19,15 @@ from sqlalchemy import String, Table, bindparam, func, insert, or_, select, upda
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from felles.config import Settings
-from felles.db import NewRow, Write, insert_row, row_insert, write_together
+from felles.db import (
+    NewRow,
+    Write,
+    fetch_row,
+    fetch_value,
+    insert_row,
+    row_insert,
+    write_together,
+)
 from felles.identity import clients, levels
 from felles.identity.client_auth import verify_client_jwt
 from felles.identity.clients import (
@@ -436,18 +445,16 @@ class Identity:
             raise AuthorizeError("invalid_request", "The request_uri is not one we issued.")
         # One statement claims the pushed request: found, ours, unused, unexpired.
         current = now()
-        connection = await session.connection()
-        params = (
-            await connection.execute(
-                CLAIM_PUSHED,
-                {
-                    "pending_id": request_uri[len(PAR_URN) :],
-                    "b_client_id": client.client_id,
-                    "now": current,
-                    "at": current,
-                },
-            )
-        ).scalar()
+        params = await fetch_value(
+            session,
+            CLAIM_PUSHED,
+            {
+                "pending_id": request_uri[len(PAR_URN) :],
+                "b_client_id": client.client_id,
+                "now": current,
+                "at": current,
+            },
+        )
         if params is None:
             raise AuthorizeError(
                 "invalid_request", "The login request has expired or was already used."
@@ -704,7 +711,7 @@ class Identity:
         family = random_token(16)
         refresh = random_token(32) if GRANT_REFRESH in client.grant_types else None
         stored_refresh = False
-        row: Any = None
+        row: Mapping[str, Any] | None = None
         if code and PKCE_VERIFIER.match(verifier):
             # The usual case in one statement: claim the code only if every check holds.
             current = now()
@@ -725,10 +732,10 @@ class Identity:
                     bound_jkt=dpop_jkt,
                     r_expires=current + timedelta(seconds=client.refresh_token_seconds),
                 )
-                row = (await connection.execute(CLAIM_CODE_WITH_REFRESH, params)).one_or_none()
+                row = await fetch_row(session, CLAIM_CODE_WITH_REFRESH, params)
                 stored_refresh = True
             else:
-                row = (await connection.execute(CLAIM_CODE, params)).one_or_none()
+                row = await fetch_row(session, CLAIM_CODE, params)
         if row is None:
             await self._refuse_code(session, client, code, form, verifier, dpop_jkt)
             raise invalid_grant("The code has already been used")
@@ -736,16 +743,16 @@ class Identity:
             session,
             client,
             family=family,
-            sub=row.sub or self.subject(client, row.pid),
-            pid=row.pid,
-            scope=row.scope,
-            acr=row.acr,
-            amr=list(row.amr),
-            auth_time=aware(row.auth_time),
-            session_id=row.session_id,
-            nonce=row.nonce,
-            locale=row.locale,
-            jkt=dpop_jkt or row.dpop_jkt,
+            sub=row["sub"] or self.subject(client, row["pid"]),
+            pid=row["pid"],
+            scope=row["scope"],
+            acr=row["acr"],
+            amr=list(row["amr"]),
+            auth_time=aware(row["auth_time"]),
+            session_id=row["session_id"],
+            nonce=row["nonce"],
+            locale=row["locale"],
+            jkt=dpop_jkt or row["dpop_jkt"],
             with_id_token=True,
             refresh=refresh,
             refresh_stored=stored_refresh,
@@ -989,9 +996,8 @@ class Identity:
     # --- Tokens in use ---------------------------------------------------------------
 
     async def is_revoked(self, session: AsyncSession, jti: str) -> bool:
-        connection = await session.connection()
         params = {"jti": jti, "family": jti.split(".", 1)[0]}
-        found = (await connection.execute(IS_REVOKED, params)).scalar()
+        found = await fetch_value(session, IS_REVOKED, params)
         return found is not None
 
     async def access_claims(self, session: AsyncSession, token: str) -> dict[str, Any]:

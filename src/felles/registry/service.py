@@ -14,7 +14,7 @@ from typing import cast
 from sqlalchemy import Table, bindparam, func, insert, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from felles.db import insert_row
+from felles.db import fetch_row, fetch_value, insert_row
 from felles.registry.models import (
     Agency,
     ContactInfo,
@@ -98,10 +98,10 @@ async def get_person(session: AsyncSession, pid: str, access: Access) -> PersonR
     connection = await session.connection()
     if connection.dialect.name == "postgresql":
         params = {"b_pid": number, "by": access.accessed_by, "why": access.purpose}
-        row = (await connection.execute(READ_AND_RECORD_PERSON, params)).one_or_none()
+        row = await fetch_row(session, READ_AND_RECORD_PERSON, params)
         if row is None:
             raise NotFound("No person with that national identity number")
-        return PersonRecord.model_validate(row)
+        return PersonRecord.model_validate(dict(row))
     person = await _person_row(session, number)
     await _record(session, person.pid, access, "person")
     return PersonRecord.model_validate(person)
@@ -133,9 +133,8 @@ async def person_exists(session: AsyncSession, pid: str, access: Access) -> bool
     """Whether the register has this person, recorded like any lookup: one statement
     that writes the access row only if the person is there."""
     number = parse_pid(pid).value
-    connection = await session.connection()
     params = {"b_pid": number, "by": access.accessed_by, "why": access.purpose}
-    recorded = (await connection.execute(RECORD_IF_PERSON, params)).scalar()
+    recorded = await fetch_value(session, RECORD_IF_PERSON, params)
     return recorded is not None
 
 
