@@ -13,19 +13,19 @@ import binascii
 import json
 import random
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 from urllib.parse import unquote
 
 from joserfc import jwt
 from joserfc.errors import JoseError
-from joserfc.jwk import KeySet
 from joserfc.jws import extract_compact
 from joserfc.jwt import JWTClaimsRegistry
-from sqlalchemy import delete
+from sqlalchemy import Table, bindparam, delete
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from felles.db import fetch_value
 from felles.identity import clients
 from felles.identity.clients import ClientRecord, UnknownClient
 from felles.identity.errors import OAuthError, invalid_client, invalid_grant
@@ -153,8 +153,7 @@ async def verify_client_jwt(
     if not client.jwks:
         raise fail("This client has no registered keys")
     try:
-        keys = KeySet.import_key_set(client.jwks)  # type: ignore[arg-type]
-        token = jwt.decode(assertion, keys, algorithms=list(CLIENT_JWT_ALGS))
+        token = jwt.decode(assertion, client.keyset, algorithms=list(CLIENT_JWT_ALGS))
     except (JoseError, ValueError) as exc:
         raise fail("The JWT's signature does not verify with the client's keys") from exc
     claims = dict(token.claims)
@@ -187,6 +186,21 @@ async def verify_client_jwt(
     return client, claims
 
 
+_SEEN = cast(Table, SeenJti.__table__)
+_SEEN_VALUES = {
+    "issuer": bindparam("b_issuer"),
+    "jti": bindparam("b_jti"),
+    "expires_at": bindparam("b_expires_at", type_=_SEEN.c.expires_at.type),
+}
+# Built once per dialect (a hot path: every client assertion and JWT bearer grant).
+REMEMBER_JTI_PG = (
+    postgresql_insert(_SEEN).values(_SEEN_VALUES).on_conflict_do_nothing().returning(_SEEN.c.jti)
+)
+REMEMBER_JTI_SQLITE = (
+    sqlite_insert(_SEEN).values(_SEEN_VALUES).on_conflict_do_nothing().returning(_SEEN.c.jti)
+)
+
+
 async def remember_jti(session: AsyncSession, issuer: str, jti: str, exp: float) -> bool:
     """Record a jti until it expires; False when it was already recorded (a replay).
 
@@ -195,14 +209,9 @@ async def remember_jti(session: AsyncSession, issuer: str, jti: str, exp: float)
     """
     expires_at = datetime.fromtimestamp(exp + LEEWAY_SECONDS, UTC)
     dialect = session.sync_session.get_bind().dialect.name
-    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
-    statement = (
-        insert(SeenJti)
-        .values(issuer=issuer, jti=jti, expires_at=expires_at)
-        .on_conflict_do_nothing()
-        .returning(SeenJti.jti)
-    )
-    if (await session.execute(statement)).scalar() is None:
+    statement = REMEMBER_JTI_PG if dialect == "postgresql" else REMEMBER_JTI_SQLITE
+    params = {"b_issuer": issuer, "b_jti": jti, "b_expires_at": expires_at}
+    if await fetch_value(session, statement, params) is None:
         return False
     if random.random() < 0.01:  # now and then, forget jtis that can no longer replay
         await session.execute(delete(SeenJti).where(SeenJti.expires_at < datetime.now(UTC)))
