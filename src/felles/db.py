@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -9,6 +11,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any, cast
 
+import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy import (
     Delete,
     Executable,
@@ -26,7 +29,6 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.ext.asyncio import (
-    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -64,6 +66,41 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+_DIRECT = "felles.direct"  # session.info key: the Database whose driver pool to use
+DIRECT_POOL_SIZE = 20
+
+
+def _asyncpg_dsn(url: str) -> str:
+    """The libpq-style DSN asyncpg takes, from SQLAlchemy's URL."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+async def _json_codecs(connection: asyncpg.Connection) -> None:
+    """JSON in and out as SQLAlchemy's asyncpg dialect does it (binds arrive as text,
+    serialised by the column type's bind processor)."""
+    await connection.set_type_codec(
+        "json",
+        encoder=str.encode,
+        decoder=lambda data: json.loads(data.decode()),
+        schema="pg_catalog",
+        format="binary",
+    )
+    await connection.set_type_codec(
+        "jsonb",
+        encoder=lambda text: b"\x01" + text.encode(),
+        decoder=lambda data: json.loads(data[1:].decode()),
+        schema="pg_catalog",
+        format="binary",
+    )
+
+
+async def _no_reset(_connection: asyncpg.Connection) -> None:
+    """Nothing to reset: the pool only runs single autocommit statements (no session
+    state, locks or listeners), and asyncpg's default reset costs a round trip."""
+
+
 class Database:
     """The engine and session factory for one database URL."""
 
@@ -79,7 +116,8 @@ class Database:
         else:
             # No pre-ping (a round trip per checkout); a dropped connection fails one
             # request and is replaced. The pool covers a worker's usual concurrency.
-            kwargs.update(pool_size=20, max_overflow=20, pool_recycle=1800)
+            # Hot requests use the driver pool below; these serve everything else.
+            kwargs.update(pool_size=10, max_overflow=10, pool_recycle=1800)
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
@@ -95,21 +133,46 @@ class Database:
                 expire_on_commit=False,
             )
         )
+        # On asyncpg, autocommit sessions run prebuilt hot statements on a pool of plain
+        # asyncpg connections (see `fetch_row`), past SQLAlchemy's session machinery.
+        self.direct = self.engine.dialect.driver == "asyncpg"
+        self._pool: asyncpg.Pool | None = None
+        self._pool_lock = asyncio.Lock()
 
     @asynccontextmanager
     async def session(self, *, autocommit: bool = False) -> AsyncIterator[AsyncSession]:
         """A session that commits when the block ends cleanly and rolls back otherwise.
 
         With `autocommit=True` (PostgreSQL) every statement commits by itself: for hot
-        requests whose statements are each complete on their own.
+        requests whose statements are each complete on their own. A session that never
+        touched the database (its statements all went straight to the driver) costs
+        nothing to end.
         """
-        async with (self.autocommit_sessions if autocommit else self.sessions)() as session:
-            try:
-                yield session
+        session = (self.autocommit_sessions if autocommit else self.sessions)()
+        if autocommit and self.direct:
+            session.info[_DIRECT] = self
+        try:
+            yield session
+            if session.in_transaction() or session.new or session.dirty or session.deleted:
                 await session.commit()
-            except BaseException:
-                await session.rollback()
-                raise
+        except BaseException:
+            await session.close()  # rolls back what is open and returns the connection
+            raise
+
+    async def driver_pool(self) -> asyncpg.Pool:
+        """The pool of plain asyncpg connections, opened on first use."""
+        if self._pool is None:
+            async with self._pool_lock:
+                if self._pool is None:
+                    self._pool = await asyncpg.create_pool(
+                        _asyncpg_dsn(self.url),
+                        min_size=1,
+                        max_size=DIRECT_POOL_SIZE,
+                        init=_json_codecs,
+                        reset=_no_reset,
+                        max_inactive_connection_lifetime=300,
+                    )
+        return self._pool
 
     async def ping(self) -> None:
         """Raise DatabaseUnavailable with a plain explanation when the database is down."""
@@ -126,6 +189,9 @@ class Database:
             await conn.run_sync(run_migrations)
 
     async def dispose(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
         await self.engine.dispose()
 
 
@@ -140,12 +206,12 @@ async def insert_row(session: AsyncSession, model: type[Base], **values: Any) ->
 
 # --- Hot statements straight on the driver -------------------------------------------
 #
-# A prebuilt Core statement run through SQLAlchemy's execution machinery costs more
-# Python than the round trip to PostgreSQL itself. When the session runs in autocommit
-# mode on asyncpg (so there is no transaction SQLAlchemy would have to begin), the
-# functions below run the statement compiled once straight on the asyncpg connection:
+# A prebuilt Core statement run through SQLAlchemy's execution machinery (and the
+# session around it) costs more Python than the round trip to PostgreSQL itself. In an
+# autocommit session on asyncpg (no transaction to keep together), the functions below
+# run the statement, compiled once by SQLAlchemy, on a pooled plain asyncpg connection:
 # same SQL, same bound values (through SQLAlchemy's own bind processors), same JSON
-# codecs. Anywhere else they go through SQLAlchemy as usual.
+# codecs. Anywhere else they go through the session as usual.
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,13 +237,9 @@ def _compiled(statement: Executable, dialect: Dialect) -> _Compiled:
     return found
 
 
-async def _driver(session: AsyncSession) -> tuple[AsyncConnection, Any]:
-    """The session's connection, and its asyncpg connection if the fast path applies."""
-    connection = await session.connection()
-    adapted = connection.sync_connection.connection.dbapi_connection  # type: ignore[union-attr]
-    if connection.dialect.driver == "asyncpg" and getattr(adapted, "autocommit", False):
-        return connection, adapted.driver_connection  # type: ignore[union-attr]
-    return connection, None
+def _direct(session: AsyncSession) -> Database | None:
+    """The database whose driver pool this session's hot statements may use."""
+    return session.info.get(_DIRECT)
 
 
 def _arguments(compiled: _Compiled, params: Mapping[str, Any]) -> list[Any]:
@@ -193,33 +255,39 @@ async def fetch_row(
     session: AsyncSession, statement: Executable, params: Mapping[str, Any]
 ) -> Mapping[str, Any] | None:
     """The first row of a prebuilt statement (by column name), or None."""
-    connection, driver = await _driver(session)
-    if driver is None:
+    db = _direct(session)
+    if db is None:
+        connection = await session.connection()
         row = (await connection.execute(statement, dict(params))).first()
         return None if row is None else cast(Mapping[str, Any], row._mapping)
-    compiled = _compiled(statement, connection.dialect)
-    return await driver.fetchrow(compiled.sql, *_arguments(compiled, params))  # type: ignore[no-any-return]
+    compiled = _compiled(statement, db.engine.dialect)
+    async with (await db.driver_pool()).acquire() as driver:
+        return await driver.fetchrow(compiled.sql, *_arguments(compiled, params))  # type: ignore[no-any-return]
 
 
 async def fetch_value(
     session: AsyncSession, statement: Executable, params: Mapping[str, Any]
 ) -> Any:
     """The first column of the first row of a prebuilt statement, or None."""
-    connection, driver = await _driver(session)
-    if driver is None:
+    db = _direct(session)
+    if db is None:
+        connection = await session.connection()
         return (await connection.execute(statement, dict(params))).scalar()
-    compiled = _compiled(statement, connection.dialect)
-    return await driver.fetchval(compiled.sql, *_arguments(compiled, params))
+    compiled = _compiled(statement, db.engine.dialect)
+    async with (await db.driver_pool()).acquire() as driver:
+        return await driver.fetchval(compiled.sql, *_arguments(compiled, params))
 
 
 async def execute(session: AsyncSession, statement: Executable, params: Mapping[str, Any]) -> None:
     """Run a prebuilt statement for its effect."""
-    connection, driver = await _driver(session)
-    if driver is None:
+    db = _direct(session)
+    if db is None:
+        connection = await session.connection()
         await connection.execute(statement, dict(params))
         return
-    compiled = _compiled(statement, connection.dialect)
-    await driver.execute(compiled.sql, *_arguments(compiled, params))
+    compiled = _compiled(statement, db.engine.dialect)
+    async with (await db.driver_pool()).acquire() as driver:
+        await driver.execute(compiled.sql, *_arguments(compiled, params))
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,8 +315,8 @@ async def write_together(session: AsyncSession, *writes: Write) -> None:
     not depend on each other's effects (all CTEs see the same snapshot). Rows only
     (the usual case) make a statement built once per shape, with bound parameters.
     """
-    connection = await session.connection()
-    if connection.dialect.name == "postgresql":
+    dialect = session.bind.dialect if session.bind is not None else None
+    if dialect is not None and dialect.name == "postgresql":
         if all(isinstance(w, NewRow) for w in writes):
             rows = cast(tuple[NewRow, ...], writes)
             shape = tuple((row.model, tuple(row.values)) for row in rows)
@@ -261,8 +329,9 @@ async def write_together(session: AsyncSession, *writes: Write) -> None:
             return
         if len(writes) > 1:
             ctes = [_statement(w).cte(f"w{i}") for i, w in enumerate(writes)]
-            await connection.execute(select(literal(1)).add_cte(*ctes))
+            await (await session.connection()).execute(select(literal(1)).add_cte(*ctes))
             return
+    connection = await session.connection()
     for write in writes:
         if isinstance(write, NewRow):
             await connection.execute(_insert_of(write.model), [write.values])
