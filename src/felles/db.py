@@ -237,6 +237,12 @@ def _compiled(statement: Executable, dialect: Dialect) -> _Compiled:
     return found
 
 
+def dialect_name(session: AsyncSession) -> str:
+    """ "postgresql" or "sqlite", without checking out a connection."""
+    bind = session.bind
+    return bind.dialect.name if bind is not None else ""
+
+
 def _direct(session: AsyncSession) -> Database | None:
     """The database whose driver pool this session's hot statements may use."""
     return session.info.get(_DIRECT)
@@ -315,8 +321,7 @@ async def write_together(session: AsyncSession, *writes: Write) -> None:
     not depend on each other's effects (all CTEs see the same snapshot). Rows only
     (the usual case) make a statement built once per shape, with bound parameters.
     """
-    dialect = session.bind.dialect if session.bind is not None else None
-    if dialect is not None and dialect.name == "postgresql":
+    if dialect_name(session) == "postgresql":
         if all(isinstance(w, NewRow) for w in writes):
             rows = cast(tuple[NewRow, ...], writes)
             shape = tuple((row.model, tuple(row.values)) for row in rows)

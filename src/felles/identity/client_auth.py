@@ -25,7 +25,7 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from felles.db import fetch_value
+from felles.db import dialect_name, fetch_value
 from felles.identity import clients
 from felles.identity.clients import ClientRecord, UnknownClient
 from felles.identity.errors import OAuthError, invalid_client, invalid_grant
@@ -208,7 +208,7 @@ async def remember_jti(session: AsyncSession, issuer: str, jti: str, exp: float)
     a replay neither raises nor spoils the caller's transaction.
     """
     expires_at = datetime.fromtimestamp(exp + LEEWAY_SECONDS, UTC)
-    dialect = session.sync_session.get_bind().dialect.name
+    dialect = dialect_name(session)
     statement = REMEMBER_JTI_PG if dialect == "postgresql" else REMEMBER_JTI_SQLITE
     params = {"b_issuer": issuer, "b_jti": jti, "b_expires_at": expires_at}
     if await fetch_value(session, statement, params) is None:

@@ -22,6 +22,7 @@ from felles.config import Settings
 from felles.db import (
     NewRow,
     Write,
+    dialect_name,
     fetch_row,
     fetch_value,
     insert_row,
@@ -725,8 +726,7 @@ class Identity:
                 "at": current,
                 "family": family,
             }
-            connection = await session.connection()
-            if refresh is not None and connection.dialect.name == "postgresql":
+            if refresh is not None and dialect_name(session) == "postgresql":
                 params.update(
                     r_hash=token_hash(refresh),
                     bound_jkt=dpop_jkt,

@@ -14,7 +14,7 @@ from typing import cast
 from sqlalchemy import Table, bindparam, func, insert, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from felles.db import fetch_row, fetch_value, insert_row
+from felles.db import dialect_name, fetch_row, fetch_value, insert_row
 from felles.registry.models import (
     Agency,
     ContactInfo,
@@ -95,8 +95,7 @@ READ_AND_RECORD_PERSON = select(_FOUND).add_cte(
 async def get_person(session: AsyncSession, pid: str, access: Access) -> PersonRecord:
     """One person from the population register."""
     number = parse_pid(pid).value
-    connection = await session.connection()
-    if connection.dialect.name == "postgresql":
+    if dialect_name(session) == "postgresql":
         params = {"b_pid": number, "by": access.accessed_by, "why": access.purpose}
         row = await fetch_row(session, READ_AND_RECORD_PERSON, params)
         if row is None:
