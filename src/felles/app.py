@@ -70,7 +70,7 @@ def create_app(settings: Settings | None = None) -> FellesApp:
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.state.db = Database(settings.resolved_database_url)
+    app.state.db = Database(settings.resolved_database_url, connections=settings.db_connections)
     app.state.identity = IdentityRuntime(settings, app.state.db)
 
     install_error_handlers(app)

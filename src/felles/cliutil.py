@@ -60,7 +60,7 @@ def settings() -> Settings:
 
 async def with_database(settings: Settings, work: Any) -> Any:
     """Open the configured database, check it answers, run `work(db)`, close it."""
-    db = Database(settings.resolved_database_url)
+    db = Database(settings.resolved_database_url, connections=settings.db_connections)
     try:
         await db.ping()
         return await work(db)

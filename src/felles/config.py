@@ -28,6 +28,12 @@ class Settings(BaseSettings):
     )
     base_url: str = "http://127.0.0.1:8000"
     redis_url: str | None = None
+    db_connections: int = Field(
+        default=20,
+        ge=2,
+        le=500,
+        description="PostgreSQL connections per worker process for each of its two pools.",
+    )
     log_level: str = "INFO"
     demo_persons: int = Field(default=2000, ge=1, le=6_000_000)
     demo_seed: int = 2016

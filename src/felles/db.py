@@ -28,6 +28,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -67,7 +68,6 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 _DIRECT = "felles.direct"  # session.info key: the Database whose driver pool to use
-DIRECT_POOL_SIZE = 20
 
 
 def _asyncpg_dsn(url: str) -> str:
@@ -104,8 +104,11 @@ async def _no_reset(_connection: asyncpg.Connection) -> None:
 class Database:
     """The engine and session factory for one database URL."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, connections: int = 20) -> None:
+        """`connections`: at most this many PostgreSQL connections in each of the two
+        pools (SQLAlchemy's, and the driver pool for hot statements)."""
         self.url = url
+        self.connections = connections
         self.is_sqlite = url.startswith("sqlite")
         kwargs: dict[str, Any] = {}
         if self.is_sqlite:
@@ -117,7 +120,8 @@ class Database:
             # No pre-ping (a round trip per checkout); a dropped connection fails one
             # request and is replaced. The pool covers a worker's usual concurrency.
             # Hot requests use the driver pool below; these serve everything else.
-            kwargs.update(pool_size=10, max_overflow=10, pool_recycle=1800)
+            half = max(connections // 2, 1)
+            kwargs.update(pool_size=half, max_overflow=connections - half, pool_recycle=1800)
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
@@ -167,7 +171,7 @@ class Database:
                     self._pool = await asyncpg.create_pool(
                         _asyncpg_dsn(self.url),
                         min_size=1,
-                        max_size=DIRECT_POOL_SIZE,
+                        max_size=self.connections,
                         init=_json_codecs,
                         reset=_no_reset,
                         max_inactive_connection_lifetime=300,
@@ -243,6 +247,20 @@ def dialect_name(session: AsyncSession) -> str:
     return bind.dialect.name if bind is not None else ""
 
 
+@asynccontextmanager
+async def _on_driver(db: Database, sql: str) -> AsyncIterator[asyncpg.Connection]:
+    """A driver connection; its errors come out as SQLAlchemy's, as on the other path."""
+    try:
+        async with (await db.driver_pool()).acquire() as connection:
+            yield connection
+    except asyncpg.IntegrityConstraintViolationError as exc:
+        raise IntegrityError(sql, None, exc) from exc
+    except asyncpg.DataError as exc:
+        raise DataError(sql, None, exc) from exc
+    except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        raise DBAPIError(sql, None, exc) from exc
+
+
 def _direct(session: AsyncSession) -> Database | None:
     """The database whose driver pool this session's hot statements may use."""
     return session.info.get(_DIRECT)
@@ -267,7 +285,7 @@ async def fetch_row(
         row = (await connection.execute(statement, dict(params))).first()
         return None if row is None else cast(Mapping[str, Any], row._mapping)
     compiled = _compiled(statement, db.engine.dialect)
-    async with (await db.driver_pool()).acquire() as driver:
+    async with _on_driver(db, compiled.sql) as driver:
         return await driver.fetchrow(compiled.sql, *_arguments(compiled, params))  # type: ignore[no-any-return]
 
 
@@ -280,7 +298,7 @@ async def fetch_value(
         connection = await session.connection()
         return (await connection.execute(statement, dict(params))).scalar()
     compiled = _compiled(statement, db.engine.dialect)
-    async with (await db.driver_pool()).acquire() as driver:
+    async with _on_driver(db, compiled.sql) as driver:
         return await driver.fetchval(compiled.sql, *_arguments(compiled, params))
 
 
@@ -292,7 +310,7 @@ async def execute(session: AsyncSession, statement: Executable, params: Mapping[
         await connection.execute(statement, dict(params))
         return
     compiled = _compiled(statement, db.engine.dialect)
-    async with (await db.driver_pool()).acquire() as driver:
+    async with _on_driver(db, compiled.sql) as driver:
         await driver.execute(compiled.sql, *_arguments(compiled, params))
 
 

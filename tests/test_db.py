@@ -1,0 +1,125 @@
+"""felles.db's hot-path helpers against the real database (SQLite or PostgreSQL).
+
+Writes that belong together must land together or not at all, and a prebuilt
+statement must give the same answer whether it runs through SQLAlchemy or straight on
+the driver pool (PostgreSQL autocommit sessions).
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import Table, bindparam, func, select
+from sqlalchemy.exc import IntegrityError
+
+from felles.config import Settings
+from felles.db import Database, fetch_row, fetch_value, row_insert, write_together
+from felles.identity.models import AuditEvent, SsoSession
+
+SESSIONS = SsoSession.__table__
+assert isinstance(SESSIONS, Table)
+READ_SESSION = select(SESSIONS).where(SESSIONS.c.id == bindparam("b_id"))
+COUNT_SESSIONS = select(func.count()).select_from(SESSIONS)
+
+
+def new_session_row(sid: str) -> dict[str, object]:
+    now = datetime.now(UTC)
+    return {
+        "id": sid,
+        "cookie_hash": secrets.token_hex(32),
+        "pid": "01897612345",
+        "acr": "idporten-loa-high",
+        "amr": ["TestID", "extra"],
+        "auth_time": now,
+        "last_seen": now,
+        "expires_at": now + timedelta(hours=2),
+        "locale": "nn",
+        "ended_at": None,
+    }
+
+
+async def audit_count(db: Database, session_id: str) -> int:
+    async with db.session() as session:
+        query = select(func.count()).where(AuditEvent.session_id == session_id)
+        return int(await session.scalar(query) or 0)
+
+
+@pytest.mark.parametrize("autocommit", [False, True])
+async def test_rows_written_together_land_together(db: Database, autocommit: bool) -> None:
+    sid = secrets.token_hex(8)
+    async with db.session(autocommit=autocommit) as session:
+        await write_together(
+            session,
+            row_insert(SsoSession, **new_session_row(sid)),
+            row_insert(
+                AuditEvent,
+                at=datetime.now(UTC),
+                event="login",
+                pid=None,
+                client_id="c",
+                session_id=sid,
+                detail={"why": "test"},
+            ),
+        )
+    async with db.session(autocommit=autocommit) as session:
+        row = await fetch_row(session, READ_SESSION, {"b_id": sid})
+    assert row is not None
+    assert row["amr"] == ["TestID", "extra"]  # JSON back as JSON on both paths
+    assert row["locale"] == "nn"
+    assert await audit_count(db, sid) == 1
+
+
+@pytest.mark.parametrize("autocommit", [False, True])
+async def test_rows_written_together_fail_together(db: Database, autocommit: bool) -> None:
+    taken = secrets.token_hex(8)
+    async with db.session() as session:
+        await write_together(session, row_insert(SsoSession, **new_session_row(taken)))
+    fresh = secrets.token_hex(8)
+    with pytest.raises(IntegrityError):
+        async with db.session(autocommit=autocommit) as session:
+            await write_together(
+                session,
+                row_insert(
+                    AuditEvent,
+                    at=datetime.now(UTC),
+                    event="login",
+                    pid=None,
+                    client_id="c",
+                    session_id=fresh,
+                    detail={},
+                ),
+                row_insert(SsoSession, **new_session_row(taken)),  # duplicate key
+            )
+    assert await audit_count(db, fresh) == 0  # the audit row did not land alone
+
+
+async def test_driver_pool_answers_like_sqlalchemy(db: Database) -> None:
+    sid = secrets.token_hex(8)
+    async with db.session() as session:
+        await write_together(session, row_insert(SsoSession, **new_session_row(sid)))
+    async with db.session() as session:  # a transaction: always through SQLAlchemy
+        through_session = await fetch_row(session, READ_SESSION, {"b_id": sid})
+        missing = await fetch_value(session, READ_SESSION, {"b_id": "nothing"})
+    async with db.session(autocommit=True) as session:
+        direct = await fetch_row(session, READ_SESSION, {"b_id": sid})
+        assert session.in_transaction() is not db.direct  # the driver pool took it
+    assert through_session is not None and direct is not None
+    assert dict(direct) == dict(through_session)
+    assert missing is None
+    assert direct["auth_time"].tzinfo is not None or db.is_sqlite
+
+
+async def test_direct_pool_is_bounded(settings: Settings) -> None:
+    database = Database(settings.resolved_database_url, connections=3)
+    try:
+        if not database.direct:
+            pytest.skip("the driver pool is for PostgreSQL on asyncpg")
+        async with database.session(autocommit=True) as session:
+            assert await fetch_value(session, COUNT_SESSIONS, {}) >= 0
+        pool = await database.driver_pool()
+        assert pool.get_max_size() == 3
+        assert database.engine.pool.size() == 1  # type: ignore[attr-defined]
+    finally:
+        await database.dispose()
