@@ -166,6 +166,12 @@ async def test_metrics_are_prometheus_text(client: httpx.AsyncClient) -> None:
     assert 'felles_http_requests_total{method="GET",route="/",status="200"}' in response.text
 
 
+async def test_static_files_are_counted_under_their_mount(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/static/css/felles.css")).status_code == 200
+    metrics = (await client.get("/metrics")).text
+    assert 'felles_http_requests_total{method="GET",route="/static",status="200"}' in metrics
+
+
 async def test_openapi_and_docs(client: httpx.AsyncClient) -> None:
     spec = (await client.get("/api/openapi.json")).json()
     assert spec["info"]["title"] == "Felles"

@@ -12,7 +12,7 @@ from typing import Any
 
 import structlog
 from prometheus_client import Counter, Histogram
-from starlette.routing import Match
+from starlette.routing import Match, Mount
 from starlette.types import Scope
 
 PID_PATTERN = re.compile(r"(?<!\d)(\d{6})\d{5}(?!\d)")
@@ -107,7 +107,13 @@ def route_template(scope: Scope) -> str:
         return str(getattr(matched, "path", "unmatched"))
     app = scope.get("app")
     router = getattr(app, "router", None)
+    mounted = scope.get("root_path", "")
     for route in getattr(router, "routes", []):
+        if isinstance(route, Mount):
+            # A mount that answered has moved its prefix into root_path (static files).
+            if mounted and route.path == mounted:
+                return route.path
+            continue
         match, _ = route.matches(scope)
         if match is Match.FULL:
             return str(getattr(route, "path", "unmatched"))
