@@ -15,7 +15,7 @@ from sqlalchemy import Table, bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 
 from felles.config import Settings
-from felles.db import Database, fetch_row, fetch_value, row_insert, write_together
+from felles.db import Database, NewRow, fetch_row, fetch_value, row_insert, write_together
 from felles.identity.models import AuditEvent, SsoSession
 
 SESSIONS = SsoSession.__table__
@@ -40,6 +40,18 @@ def new_session_row(sid: str) -> dict[str, object]:
     }
 
 
+def audit_row(session_id: str, detail: dict[str, object]) -> NewRow:
+    return row_insert(
+        AuditEvent,
+        at=datetime.now(UTC),
+        event="login",
+        pid=None,
+        client_id="c",
+        session_id=session_id,
+        detail=detail,
+    )
+
+
 async def audit_count(db: Database, session_id: str) -> int:
     async with db.session() as session:
         query = select(func.count()).where(AuditEvent.session_id == session_id)
@@ -53,15 +65,7 @@ async def test_rows_written_together_land_together(db: Database, autocommit: boo
         await write_together(
             session,
             row_insert(SsoSession, **new_session_row(sid)),
-            row_insert(
-                AuditEvent,
-                at=datetime.now(UTC),
-                event="login",
-                pid=None,
-                client_id="c",
-                session_id=sid,
-                detail={"why": "test"},
-            ),
+            audit_row(sid, {"why": "test"}),
         )
     async with db.session(autocommit=autocommit) as session:
         row = await fetch_row(session, READ_SESSION, {"b_id": sid})
@@ -81,15 +85,7 @@ async def test_rows_written_together_fail_together(db: Database, autocommit: boo
         async with db.session(autocommit=autocommit) as session:
             await write_together(
                 session,
-                row_insert(
-                    AuditEvent,
-                    at=datetime.now(UTC),
-                    event="login",
-                    pid=None,
-                    client_id="c",
-                    session_id=fresh,
-                    detail={},
-                ),
+                audit_row(fresh, {}),
                 row_insert(SsoSession, **new_session_row(taken)),  # duplicate key
             )
     assert await audit_count(db, fresh) == 0  # the audit row did not land alone

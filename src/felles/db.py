@@ -200,7 +200,7 @@ class Database:
 
 
 async def insert_row(session: AsyncSession, model: type[Base], **values: Any) -> None:
-    """One INSERT on the session's connection, past the ORM's unit of work.
+    """One INSERT past the ORM's unit of work (through `write_together`).
 
     For hot paths that write rows they do not read back in the same transaction: the
     unit of work's bookkeeping at commit costs more than the statement itself.
@@ -242,7 +242,7 @@ def _compiled(statement: Executable, dialect: Dialect) -> _Compiled:
 
 
 def dialect_name(session: AsyncSession) -> str:
-    """ "postgresql" or "sqlite", without checking out a connection."""
+    """The session's dialect ("postgresql", "sqlite"), without checking out a connection."""
     bind = session.bind
     return bind.dialect.name if bind is not None else ""
 

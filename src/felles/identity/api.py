@@ -19,7 +19,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from felles.db import Database
 from felles.identity import levels
 from felles.identity.client_auth import CLIENT_JWT_ALGS, authenticate_client
-from felles.identity.clients import AUTH_METHODS, ClientRecord, UnknownClient, get_client
+from felles.identity.clients import (
+    AUTH_METHODS,
+    GRANT_REFRESH,
+    ClientRecord,
+    UnknownClient,
+    get_client,
+)
 from felles.identity.dpop import PROOF_ALGS, check_binding, verify_proof
 from felles.identity.errors import NO_STORE, OAuthError, invalid_request
 from felles.identity.runtime import IdentityRuntime, runtime
@@ -210,7 +216,7 @@ async def token(request: Request) -> Response:
         # A refresh is read, claimed and replaced: a transaction. The other grants write
         # at most one statement each (the code grant claims the code and stores the new
         # refresh token in one).
-        autocommit = form.get("grant_type") != "refresh_token"
+        autocommit = form.get("grant_type") != GRANT_REFRESH
         async with rt.db.session(autocommit=autocommit) as session:
             client: ClientRecord | None = None
             jwt_grant_alone = (

@@ -131,7 +131,7 @@ class _Snapshot:
     jwks: dict[str, Any]
     keyset: KeySet
     expires: float
-    jwks_json: bytes = b""  # `jwks` serialised once, for the JWKS endpoint
+    jwks_json: bytes  # `jwks` serialised once, for the JWKS endpoint
 
 
 class KeyStore:
@@ -189,12 +189,18 @@ class KeyStore:
 
     # -- the hot path -------------------------------------------------------------
 
-    async def signing_key(self, alg: str) -> Jwk:
-        """The newest active private key for `alg`, with its kid set."""
-        _check_alg(alg)
+    async def _current(self) -> _Snapshot:
+        """The cached view, refreshed first if it has expired and no background refresh
+        is keeping it warm."""
         snapshot = self._snapshot
         if snapshot is None or (time.monotonic() >= snapshot.expires and not self._refreshing()):
             snapshot = await self._refresh()
+        return snapshot
+
+    async def signing_key(self, alg: str) -> Jwk:
+        """The newest active private key for `alg`, with its kid set."""
+        _check_alg(alg)
+        snapshot = await self._current()
         try:
             return snapshot.signing[alg]
         except KeyError:
@@ -204,24 +210,15 @@ class KeyStore:
 
     async def jwks(self) -> dict[str, Any]:
         """The public JWKS (shared object: serialise it, never mutate it)."""
-        snapshot = self._snapshot
-        if snapshot is None or (time.monotonic() >= snapshot.expires and not self._refreshing()):
-            snapshot = await self._refresh()
-        return snapshot.jwks
+        return (await self._current()).jwks
 
     async def jwks_json(self) -> bytes:
         """The public JWKS, serialised (the endpoint's body, encoded once per refresh)."""
-        snapshot = self._snapshot
-        if snapshot is None or (time.monotonic() >= snapshot.expires and not self._refreshing()):
-            snapshot = await self._refresh()
-        return snapshot.jwks_json
+        return (await self._current()).jwks_json
 
     async def verification_keys(self) -> KeySet:
         """The same keys as jwks(), as a joserfc KeySet for checking our own tokens."""
-        snapshot = self._snapshot
-        if snapshot is None or (time.monotonic() >= snapshot.expires and not self._refreshing()):
-            snapshot = await self._refresh()
-        return snapshot.keyset
+        return (await self._current()).keyset
 
     def invalidate(self) -> None:
         """Forget the cached view; the next call reads the database."""

@@ -9,9 +9,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
-from typing import cast
+from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, func, insert, literal, select
+from sqlalchemy import (
+    ColumnElement,
+    Insert,
+    Select,
+    Table,
+    bindparam,
+    func,
+    insert,
+    literal,
+    select,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from felles.db import dialect_name, fetch_row, fetch_value, insert_row
@@ -78,17 +88,24 @@ async def _person_row(session: AsyncSession, pid: str) -> Person:
 
 
 _PEOPLE = cast(Table, Person.__table__)
+_ACCESS = cast(Table, DataAccess.__table__)
+
+
+def _record_lookup(found: Select[Any]) -> Insert:
+    """An access row for each person `found` selects (its pid, then bound `by` and
+    `why`): the hot lookups record in the same statement that reads."""
+    return insert(_ACCESS).from_select(["pid", "accessed_by", "purpose", "dataset"], found)
+
+
+def _lookup_values(pid: ColumnElement[Any]) -> Select[Any]:
+    return select(pid, bindparam("by"), bindparam("why"), literal("person"))
+
 
 # PostgreSQL: read a person and record the lookup in one statement (one round trip);
 # the access row is written only if the person is there.
 _FOUND = select(_PEOPLE).where(_PEOPLE.c.pid == bindparam("b_pid")).cte("found")
 READ_AND_RECORD_PERSON = select(_FOUND).add_cte(
-    insert(cast(Table, DataAccess.__table__))
-    .from_select(
-        ["pid", "accessed_by", "purpose", "dataset"],
-        select(_FOUND.c.pid, bindparam("by"), bindparam("why"), literal("person")),
-    )
-    .cte("recorded")
+    _record_lookup(_lookup_values(_FOUND.c.pid)).cte("recorded")
 )
 
 
@@ -115,17 +132,9 @@ async def find_person(session: AsyncSession, pid: str, access: Access) -> Person
 
 
 # Writes the access row only if the person is there (built once: a hot path of logins).
-_ACCESS = cast(Table, DataAccess.__table__)
-RECORD_IF_PERSON = (
-    insert(_ACCESS)
-    .from_select(
-        ["pid", "accessed_by", "purpose", "dataset"],
-        select(_PEOPLE.c.pid, bindparam("by"), bindparam("why"), literal("person")).where(
-            _PEOPLE.c.pid == bindparam("b_pid")
-        ),
-    )
-    .returning(_ACCESS.c.pid)
-)
+RECORD_IF_PERSON = _record_lookup(
+    _lookup_values(_PEOPLE.c.pid).where(_PEOPLE.c.pid == bindparam("b_pid"))
+).returning(_ACCESS.c.pid)
 
 
 async def person_exists(session: AsyncSession, pid: str, access: Access) -> bool:

@@ -68,7 +68,7 @@ def _render(logger: Any, name: str, event: MutableMapping[str, Any]) -> str:
     for key, value in event.items():
         # An identity number is 11 digits: shorter strings cannot hold one.
         if isinstance(value, str) and len(value) >= 11:
-            event[key] = PID_PATTERN.sub(_masked, value)
+            event[key] = mask_identity_numbers(value)
     return _encode(event)
 
 
