@@ -114,8 +114,7 @@ async def test_direct_pool_is_bounded(settings: Settings) -> None:
             pytest.skip("the driver pool is for PostgreSQL on asyncpg")
         async with database.session(autocommit=True) as session:
             assert await fetch_value(session, COUNT_SESSIONS, {}) >= 0
-        pool = await database.driver_pool()
-        assert pool.get_max_size() == 3
+        assert database.driver_pool().size == 3
         assert database.engine.pool.size() == 1  # type: ignore[attr-defined]
     finally:
         await database.dispose()

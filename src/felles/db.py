@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -38,6 +37,8 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ClauseElement
+
+from felles.driver_pool import DriverPool
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -96,11 +97,6 @@ async def _json_codecs(connection: asyncpg.Connection) -> None:
     )
 
 
-async def _no_reset(_connection: asyncpg.Connection) -> None:
-    """Nothing to reset: the pool only runs single autocommit statements (no session
-    state, locks or listeners), and asyncpg's default reset costs a round trip."""
-
-
 class Database:
     """The engine and session factory for one database URL."""
 
@@ -140,8 +136,7 @@ class Database:
         # On asyncpg, autocommit sessions run prebuilt hot statements on a pool of plain
         # asyncpg connections (see `fetch_row`), past SQLAlchemy's session machinery.
         self.direct = self.engine.dialect.driver == "asyncpg"
-        self._pool: asyncpg.Pool | None = None
-        self._pool_lock = asyncio.Lock()
+        self._pool: DriverPool | None = None
 
     @asynccontextmanager
     async def session(self, *, autocommit: bool = False) -> AsyncIterator[AsyncSession]:
@@ -163,19 +158,12 @@ class Database:
             await session.close()  # rolls back what is open and returns the connection
             raise
 
-    async def driver_pool(self) -> asyncpg.Pool:
-        """The pool of plain asyncpg connections, opened on first use."""
+    def driver_pool(self) -> DriverPool:
+        """The pool of plain asyncpg connections (each opened on first use)."""
         if self._pool is None:
-            async with self._pool_lock:
-                if self._pool is None:
-                    self._pool = await asyncpg.create_pool(
-                        _asyncpg_dsn(self.url),
-                        min_size=1,
-                        max_size=self.connections,
-                        init=_json_codecs,
-                        reset=_no_reset,
-                        max_inactive_connection_lifetime=300,
-                    )
+            self._pool = DriverPool(
+                _asyncpg_dsn(self.url), size=self.connections, init=_json_codecs
+            )
         return self._pool
 
     async def ping(self) -> None:
@@ -251,7 +239,7 @@ def dialect_name(session: AsyncSession) -> str:
 async def _on_driver(db: Database, sql: str) -> AsyncIterator[asyncpg.Connection]:
     """A driver connection; its errors come out as SQLAlchemy's, as on the other path."""
     try:
-        async with (await db.driver_pool()).acquire() as connection:
+        async with db.driver_pool().connection() as connection:
             yield connection
     except asyncpg.IntegrityConstraintViolationError as exc:
         raise IntegrityError(sql, None, exc) from exc
