@@ -66,6 +66,7 @@ def serve(
 
     from felles.demo.service import seed_if_empty
     from felles.identity.demo import seed_scopes
+    from felles.web.http import CoalescingHttpProtocol
 
     conf = settings()
     if demo and not conf.demo_allowed():
@@ -94,6 +95,7 @@ def serve(
         access_log=False,
         proxy_headers=True,
         server_header=False,
+        http=CoalescingHttpProtocol,
     )
 
 

@@ -76,7 +76,9 @@ class _StderrLogger:
     """Writes each event to whatever sys.stderr is now (tests and servers swap it)."""
 
     def msg(self, message: str) -> None:
-        print(message, file=sys.stderr, flush=True)
+        stream = sys.stderr
+        stream.write(message + "\n")  # one write, not print's two
+        stream.flush()
 
     log = debug = info = warning = warn = error = critical = exception = fatal = msg
 
