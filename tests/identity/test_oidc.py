@@ -16,11 +16,12 @@ import httpx
 import pytest
 from joserfc import jwt
 from joserfc.jwk import ECKey, OctKey, RSAKey
-from sqlalchemy import update
+from sqlalchemy import func, select, update
 
 from felles.db import Database
 from felles.identity.models import AuthorizationCode, SsoSession
 from felles.identity.service import PAR_URN
+from felles.registry.models import DataAccess
 from tests.identity.conftest import REDIRECT, register
 from tests.identity.oidc import (
     HIGH,
@@ -732,3 +733,31 @@ async def test_logout_without_hint_asks_first(rp: Rp, http: httpx.AsyncClient, p
     assert confirmed.status_code == 200 and "https://rp.example/bye" in confirmed.text
     silent = await rp.authorize(Pkce(), prompt="none")
     assert query_of(silent.headers["location"])["error"] == "login_required"
+
+
+async def profile_reads(db: Database, pid: str) -> int:
+    async with db.session() as session:
+        found = await session.scalar(
+            select(func.count())
+            .select_from(DataAccess)
+            .where(DataAccess.pid == pid, DataAccess.purpose == "userinfo (profile)")
+        )
+    return int(found or 0)
+
+
+async def test_a_revoked_token_reads_no_profile(rp: Rp, db: Database, pid: str) -> None:
+    """userinfo checks revocation in the statement that reads the profile (PostgreSQL)
+    or just before it (SQLite): a revoked token reads and records nothing."""
+    pkce = Pkce()
+    code = (await rp.login(pkce, pid, scope="openid profile"))["code"]
+    tokens = (await rp.token(code, pkce)).json()
+    before = await profile_reads(db, pid)
+    answer = await rp.userinfo(tokens["access_token"])
+    assert answer.status_code == 200 and answer.json()["family_name"]
+    assert await profile_reads(db, pid) == before + 1  # the register recorded the read
+    revoked = await rp.http.post("/revoke", data={"token": tokens["access_token"]}, auth=rp.auth)
+    assert revoked.status_code == 200
+    refused = await rp.userinfo(tokens["access_token"])
+    assert refused.status_code == 401
+    assert 'error="invalid_token"' in refused.headers["www-authenticate"]
+    assert await profile_reads(db, pid) == before + 1  # nothing read, nothing recorded

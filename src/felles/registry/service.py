@@ -7,7 +7,7 @@ data. Lists for operators (the CLI) do not record per person.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, cast
 
@@ -17,10 +17,12 @@ from sqlalchemy import (
     Select,
     Table,
     bindparam,
+    exists,
     func,
     insert,
     literal,
     select,
+    true,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -101,12 +103,64 @@ def _lookup_values(pid: ColumnElement[Any]) -> Select[Any]:
     return select(pid, bindparam("by"), bindparam("why"), literal("person"))
 
 
-# PostgreSQL: read a person and record the lookup in one statement (one round trip);
-# the access row is written only if the person is there.
-_FOUND = select(_PEOPLE).where(_PEOPLE.c.pid == bindparam("b_pid")).cte("found")
-READ_AND_RECORD_PERSON = select(_FOUND).add_cte(
-    _record_lookup(_lookup_values(_FOUND.c.pid)).cte("recorded")
-)
+def read_and_record_person(unless: Select[Any] | None = None) -> Select[Any]:
+    """PostgreSQL: read a person and record the lookup in one statement (one round trip);
+    the access row is written only if the person is there.
+
+    With `unless`, a query of the caller's (say, "is this token revoked?"), the person is
+    neither read nor recorded when it finds a row; the answer then always has one row,
+    whose `refused` column says whether it did. Build once, at import.
+    """
+    found = select(_PEOPLE).where(_PEOPLE.c.pid == bindparam("b_pid"))
+    if unless is not None:
+        found = found.where(~exists(unless))
+    found_cte = found.cte("found")
+    recorded = _record_lookup(_lookup_values(found_cte.c.pid)).cte("recorded")
+    if unless is None:
+        return select(found_cte).add_cte(recorded)
+    one = select(literal(1).label("one")).subquery("one")
+    return (
+        select(exists(unless).label("refused"), *found_cte.c)
+        .select_from(one.outerjoin(found_cte, true()))
+        .add_cte(recorded)
+    )
+
+
+READ_AND_RECORD_PERSON = read_and_record_person()
+
+
+class Refused(Exception):
+    """A guarded lookup's `unless` query found a row: nothing was read or recorded."""
+
+
+@dataclass(frozen=True)
+class GuardedLookup:
+    """Find a person only if the caller's `unless` query finds nothing: one statement on
+    PostgreSQL (say, a token's revocation check and the profile it unlocks). Build once,
+    at import: the statement is prebuilt."""
+
+    unless: Select[Any]
+    statement: Select[Any] = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "statement", read_and_record_person(self.unless))
+
+    async def find(
+        self, session: AsyncSession, pid: str, access: Access, unless_params: dict[str, Any]
+    ) -> PersonRecord | None:
+        """The person (None if not in the register), or Refused."""
+        number = parse_pid(pid).value
+        if dialect_name(session) != "postgresql":
+            if await fetch_value(session, self.unless, unless_params) is not None:
+                raise Refused
+            return await find_person(session, number, access)
+        params = {**unless_params, "b_pid": number, "by": access.accessed_by, "why": access.purpose}
+        row = await fetch_row(session, self.statement, params)
+        if row is None or row["refused"]:
+            raise Refused
+        if row["pid"] is None:
+            return None
+        return PersonRecord.model_validate({k: v for k, v in row.items() if k != "refused"})
 
 
 async def get_person(session: AsyncSession, pid: str, access: Access) -> PersonRecord:
