@@ -12,6 +12,7 @@ from felles.config import Settings
 from felles.db import Database
 from felles.identity.crypto import master_key
 from felles.identity.keys import KeyStore
+from felles.identity.sealed import Sealer
 from felles.identity.service import Authenticated, Identity
 from felles.identity.tokens import TokenIssuer
 from felles.registry import service as registry
@@ -30,7 +31,7 @@ class IdentityRuntime:
         self.keys = KeyStore(db, self.keys_master)
         self.tokens = TokenIssuer(self.keys, settings.issuer)
         salt = load_or_create_secret(settings.keys_dir / "pairwise.key")
-        self.identity = Identity(settings, self.tokens, salt)
+        self.identity = Identity(settings, self.tokens, salt, Sealer(self.keys_master))
         self.testid_enabled = settings.demo_allowed()
         self._discovery: dict[str, Any] | None = None
         self._discovery_json: bytes | None = None

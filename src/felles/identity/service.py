@@ -16,6 +16,7 @@ from typing import Any, cast
 from urllib.parse import urlencode, urlparse
 
 from sqlalchemy import String, Table, bindparam, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from felles.config import Settings
@@ -50,12 +51,16 @@ from felles.identity.models import (
     SessionClient,
     SsoSession,
 )
+from felles.identity.sealed import Sealer
 from felles.identity.tokens import InvalidToken, TokenIssuer
 from felles.registry import service as registry
 from felles.registry.numbers import InvalidNumber, parse_pid
 
 PAR_URN = "urn:ietf:params:oauth:request_uri:"
 PAR_SECONDS = 90
+# A sealed request_uri longer than this (a request with very long state, nonce or hints)
+# is stored instead: the authorization URL carrying it must fit through proxies.
+MAX_SEALED_LENGTH = 2048
 PENDING_SECONDS = 30 * 60  # a person may take their time on the login pages
 CODE_SECONDS = 60
 UI_LOCALES = ("nb", "nn", "en")
@@ -199,6 +204,9 @@ class AuthorizationRequest:
     ui_locales: list[str] = field(default_factory=list)
     login_hint: str | None = None
     dpop_jkt: str | None = None
+    # A sealed pushed request: its id and expiry, recorded as used by the login's writes.
+    pushed_id: str | None = None
+    pushed_until: datetime | None = None
 
     def params(self) -> dict[str, Any]:
         """What to store while the person logs in (JSON-safe)."""
@@ -299,9 +307,12 @@ class LogoutResult:
 class Identity:
     """The login service for one issuer: holds the keys, token signer and settings."""
 
-    def __init__(self, settings: Settings, tokens: TokenIssuer, pairwise_salt: bytes) -> None:
+    def __init__(
+        self, settings: Settings, tokens: TokenIssuer, pairwise_salt: bytes, sealer: Sealer
+    ) -> None:
         self.settings = settings
         self.tokens = tokens
+        self.sealer = sealer
         self.issuer = settings.issuer
         self.pairwise_salt = pairwise_salt
         self.token_endpoint = f"{self.issuer}/token"
@@ -423,6 +434,19 @@ class Identity:
         if raw.get("client_id") not in (None, client.client_id):
             raise invalid_request("client_id does not match the authenticated client")
         request = self.validate(client, raw, pushed=True)
+        current = now()
+        expires = current + timedelta(seconds=PAR_SECONDS)
+        sealed = self.sealer.seal(
+            {
+                "c": client.client_id,
+                "x": int(expires.timestamp()),
+                "i": random_token(16),
+                "p": request.params(),
+            },
+            current.timestamp(),
+        )
+        if len(sealed) <= MAX_SEALED_LENGTH:
+            return PAR_URN + sealed, PAR_SECONDS
         pending_id = random_token(32)
         await insert_row(
             session,
@@ -431,7 +455,7 @@ class Identity:
             client_id=client.client_id,
             params=request.params(),
             pushed=True,
-            expires_at=now() + timedelta(seconds=PAR_SECONDS),
+            expires_at=expires,
         )
         return PAR_URN + pending_id, PAR_SECONDS
 
@@ -447,13 +471,28 @@ class Identity:
             return self.validate(client, raw)
         if not isinstance(request_uri, str) or not request_uri.startswith(PAR_URN):
             raise AuthorizeError("invalid_request", "The request_uri is not one we issued.")
-        # One statement claims the pushed request: found, ours, unused, unexpired.
         current = now()
+        reference = request_uri[len(PAR_URN) :]
+        sealed = self.sealer.open(reference, current.timestamp())
+        if sealed is not None:
+            # Ours and unaltered; whether it was used already, the login's write tells.
+            expires = sealed.get("x")
+            if sealed.get("c") != client.client_id or not isinstance(expires, int):
+                raise AuthorizeError("invalid_request", "The request_uri is not one we issued.")
+            if expires <= current.timestamp():
+                raise AuthorizeError(
+                    "invalid_request", "The login request has expired or was already used."
+                )
+            request = AuthorizationRequest.from_params(client, self.issuer, sealed["p"])
+            request.pushed_id = str(sealed["i"])
+            request.pushed_until = datetime.fromtimestamp(expires, UTC)
+            return request
+        # A stored pushed request: one statement claims it (found, ours, unused, unexpired).
         params = await fetch_value(
             session,
             CLAIM_PUSHED,
             {
-                "pending_id": request_uri[len(PAR_URN) :],
+                "pending_id": reference,
                 "b_client_id": client.client_id,
                 "now": current,
                 "at": current,
@@ -512,7 +551,7 @@ class Identity:
         ):
             code, writes = await self._code_writes(session, request, sso)
             writes.append(self._audit_row("sso_reuse", sso.pid, request.client.client_id, sso.id))
-            await write_together(session, *writes)
+            await self._write_login(session, request, writes)
             return LoginDone(request.success_url(code), None)
         if "none" in request.prompt:
             error = "login_required" if sso is None else "interaction_required"
@@ -523,16 +562,44 @@ class Identity:
     async def hold(self, session: AsyncSession, request: AuthorizationRequest) -> str:
         """Keep the request while the person logs in; its id goes to the login pages."""
         pending_id = random_token(32)
-        await insert_row(
-            session,
+        held = row_insert(
             PendingAuthorization,
             id=pending_id,
             client_id=request.client.client_id,
             params=request.params(),
             pushed=False,
             expires_at=now() + timedelta(seconds=PENDING_SECONDS),
+            used_at=None,
         )
+        await self._write_login(session, request, [held])
         return pending_id
+
+    async def _write_login(
+        self, session: AsyncSession, request: AuthorizationRequest, writes: list[Write]
+    ) -> None:
+        """Write a login's rows together; for a sealed pushed request, with the row that
+        records its use, so that a second use writes nothing and is refused."""
+        if request.pushed_id is None:
+            await write_together(session, *writes)
+            return
+        used = row_insert(
+            PendingAuthorization,
+            id=f"par:{request.pushed_id}",
+            client_id=request.client.client_id,
+            params={},
+            pushed=True,
+            expires_at=request.pushed_until,
+            used_at=now(),
+        )
+        try:
+            await write_together(session, used, *writes)
+        except IntegrityError as exc:
+            if _PENDING.name not in str(exc.orig):  # the driver's message, not the SQL
+                raise
+            raise AuthorizeError(
+                "invalid_request", "The login request has expired or was already used."
+            ) from exc
+        request.pushed_id = None  # used now: a later write of this request is not a reuse
 
     async def pending(self, session: AsyncSession, pending_id: str) -> AuthorizationRequest:
         """A request waiting for its login, or AuthorizeError if gone."""
@@ -628,7 +695,7 @@ class Identity:
             session, request, state, new_session=cookie is not None
         )
         # The session, its audit event and the code: one round trip, all or nothing.
-        await write_together(session, *writes, *code_writes)
+        await self._write_login(session, request, [*writes, *code_writes])
         return LoginDone(request.success_url(code), cookie)
 
     async def _code_writes(
