@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1_000_000, ge=1024)
     sso_idle_minutes: int = Field(default=30, ge=1, le=24 * 60)
     sso_absolute_minutes: int = Field(default=120, ge=1, le=7 * 24 * 60)
+    # How often each server process deletes expired codes, sessions, tokens ...; 0: never.
+    purge_minutes: float = Field(default=10, ge=0, le=24 * 60)
 
     @field_validator("base_url")
     @classmethod

@@ -1,4 +1,4 @@
-"""`felles identity ...`: operate the login service's signing keys."""
+"""`felles identity ...`: operate the login service's signing keys and expired rows."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from felles.db import Database
 from felles.identity import crypto
 from felles.identity.keys import SUPPORTED_ALGS, KeyInfo, KeyStore, WrongMasterKey, list_keys
 
-app = typer.Typer(help="The login service: signing keys.", no_args_is_help=True)
+app = typer.Typer(help="The login service: signing keys, expired rows.", no_args_is_help=True)
 out = Console()
 
 # The longest a token we sign lives (8 hours) plus two minutes of leeway.
@@ -136,4 +136,25 @@ def keys(
             _short(k.created_at),
             _short(k.publish_until),
         )
+    out.print(table)
+
+
+@app.command("purge")
+def purge_expired(
+    as_json: Annotated[bool, typer.Option("--json", help="JSON instead of a table.")] = False,
+) -> None:
+    """Delete expired codes, requests, sessions, tokens and counters now (the server
+    also does it every FELLES_PURGE_MINUTES)."""
+    from felles.identity.housekeeping import purge
+
+    conf = settings()
+    removed: dict[str, int] = run(with_database(conf, purge))
+    if as_json:
+        typer.echo(json.dumps(removed, indent=2))
+        return
+    table = Table(title="Expired rows deleted")
+    table.add_column("What")
+    table.add_column("Rows", justify="right")
+    for what, count in removed.items():
+        table.add_row(what, f"{count:,}")
     out.print(table)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from typing import Any
 
@@ -11,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from felles.config import Settings
 from felles.db import Database
 from felles.identity.crypto import master_key
+from felles.identity.housekeeping import purge_now_and_then
 from felles.identity.keys import KeyStore
 from felles.identity.sealed import Sealer
 from felles.identity.service import Authenticated, Identity
@@ -36,6 +39,7 @@ class IdentityRuntime:
         self._discovery: dict[str, Any] | None = None
         self._discovery_json: bytes | None = None
         self._ready = False
+        self._purging: asyncio.Task[None] | None = None
 
     async def ready(self) -> None:
         """Make sure signing keys exist (first start); cheap after the first call."""
@@ -45,11 +49,21 @@ class IdentityRuntime:
             self._ready = True
 
     async def start(self) -> None:
-        """In a server process (the app's lifespan): keys ready and kept fresh."""
+        """In a server process (the app's lifespan): keys ready and kept fresh, expired
+        rows purged now and then."""
         await self.ready()
         self.keys.start_refreshing()
+        if self.settings.purge_minutes > 0 and self._purging is None:
+            self._purging = asyncio.create_task(
+                purge_now_and_then(self.db, self.settings.purge_minutes)
+            )
 
     async def close(self) -> None:
+        if self._purging is not None:
+            self._purging.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._purging
+            self._purging = None
         await self.keys.stop_refreshing()
 
     def discovery(self) -> dict[str, Any]:
