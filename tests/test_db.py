@@ -118,3 +118,15 @@ async def test_direct_pool_is_bounded(settings: Settings) -> None:
         assert database.engine.pool.size() == 1  # type: ignore[attr-defined]
     finally:
         await database.dispose()
+
+
+async def test_serve_warns_when_the_pools_could_exceed_max_connections(db: Database) -> None:
+    from felles.cli import connection_budget_warning
+
+    assert await connection_budget_warning(db, workers=1) is None
+    crowded = await connection_budget_warning(db, workers=1000)
+    if db.is_sqlite:
+        assert crowded is None  # no connection limit to respect
+    else:
+        assert crowded is not None and "FELLES_DB_CONNECTIONS=" in crowded
+        assert "max_connections" in crowded

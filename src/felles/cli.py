@@ -8,6 +8,7 @@ import sys
 from typing import Annotated
 
 import typer
+from sqlalchemy import text
 
 from felles.cliutil import err, fail, run, settings, with_database
 from felles.config import Settings
@@ -76,6 +77,9 @@ def serve(
     async def prepare(db: Database) -> None:
         if conf.is_sqlite or conf.env.value != "prod":
             await db.upgrade()
+        warning = await connection_budget_warning(db, workers)
+        if warning:
+            err.print(f"[yellow]Warning:[/] {warning}")
         if demo:
             await seed_if_empty(db, persons=conf.demo_persons, seed=conf.demo_seed)
             await seed_scopes(db)
@@ -96,6 +100,29 @@ def serve(
         proxy_headers=True,
         server_header=False,
         http=CoalescingHttpProtocol,
+    )
+
+
+async def connection_budget_warning(db: Database, workers: int) -> str | None:
+    """Why the workers' pools could ask PostgreSQL for more connections than it allows
+    (each worker has two pools of up to FELLES_DB_CONNECTIONS), or None."""
+    if db.is_sqlite:
+        return None
+    async with db.engine.connect() as conn:
+        allowed = int((await conn.execute(text("SHOW max_connections"))).scalar_one())
+        reserved = int(
+            (await conn.execute(text("SHOW superuser_reserved_connections"))).scalar_one()
+        )
+    wanted = workers * 2 * db.connections
+    available = allowed - reserved
+    if wanted <= available:
+        return None
+    fits = max(available // (workers * 2), 1)
+    return (
+        f"{workers} worker(s) × 2 pools × FELLES_DB_CONNECTIONS={db.connections} may open "
+        f"{wanted} PostgreSQL connections, but the server allows {available} "
+        f"(max_connections {allowed} minus {reserved} reserved). Under load requests would "
+        f"fail. Set FELLES_DB_CONNECTIONS={fits} or less, or raise max_connections."
     )
 
 

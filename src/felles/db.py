@@ -215,11 +215,16 @@ class _Compiled:
 
 
 _COMPILED: dict[Executable, _Compiled] = {}
+# Hot statements are prebuilt module-level objects: a handful. More than this means a
+# caller builds statements per call; forget them rather than grow without bound.
+_MAX_COMPILED = 512
 
 
 def _compiled(statement: Executable, dialect: Dialect) -> _Compiled:
     found = _COMPILED.get(statement)
     if found is None:
+        if len(_COMPILED) >= _MAX_COMPILED:
+            _COMPILED.clear()
         compiled = cast(SQLCompiler, cast(ClauseElement, statement).compile(dialect=dialect))
         names = tuple(compiled.positiontup or ())
         binds = compiled.binds
