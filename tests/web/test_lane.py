@@ -18,17 +18,33 @@ from felles.web.problems import ProblemError
 
 
 def test_every_protocol_endpoint_takes_the_lane(app: FellesApp) -> None:
-    assert {path: sorted(r.methods) for path, r in app.lane.items()} == {
-        "/.well-known/openid-configuration": ["GET"],
-        "/jwks": ["GET"],
-        "/authorize": ["GET", "POST"],
-        "/par": ["POST"],
-        "/token": ["POST"],
-        "/userinfo": ["GET", "POST"],
-        "/introspect": ["POST"],
-        "/revoke": ["POST"],
+    assert set(app.lane) == {
+        ("/.well-known/openid-configuration", "GET"),
+        ("/jwks", "GET"),
+        ("/authorize", "GET"),
+        ("/authorize", "POST"),
+        ("/par", "POST"),
+        ("/token", "POST"),
+        ("/userinfo", "GET"),
+        ("/userinfo", "POST"),
+        ("/introspect", "POST"),
+        ("/revoke", "POST"),
     }
     assert all(r.route.endpoint is r.endpoint for r in identity_api.lane.routes)
+    assert all(r.route.methods == {r.method} for r in identity_api.lane.routes)
+
+
+def test_operation_ids_are_unique_and_name_their_method(app: FellesApp) -> None:
+    """OpenAPI requires unique operationIds; generated clients name methods by them."""
+    operations = [
+        (path, method, op["operationId"])
+        for path, item in app.openapi()["paths"].items()
+        for method, op in item.items()
+    ]
+    ids = [op for _, _, op in operations]
+    assert len(ids) == len(set(ids))
+    userinfo = {method: op for path, method, op in operations if path == "/userinfo"}
+    assert userinfo == {"get": "userinfo_userinfo_get", "post": "userinfo_userinfo_post"}
 
 
 async def test_lane_answers_carry_the_edge_headers_and_route_metrics(

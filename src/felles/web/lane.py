@@ -33,7 +33,7 @@ Handler = Callable[[Request, Exception], Any]
 class LaneRoute:
     route: APIRoute  # what scope["route"] holds, as if the router had matched it
     endpoint: Endpoint
-    methods: frozenset[str]
+    method: str
 
 
 class Lane:
@@ -48,13 +48,16 @@ class Lane:
         self, path: str, *, methods: list[str], include_in_schema: bool = True
     ) -> Callable[[Endpoint], Endpoint]:
         def register(endpoint: Endpoint) -> Endpoint:
-            self.router.api_route(path, methods=methods, include_in_schema=include_in_schema)(
-                endpoint
-            )
-            route = self.router.routes[-1]
-            assert isinstance(route, APIRoute) and route.endpoint is endpoint
-            _check_plain(route)
-            self.routes.append(LaneRoute(route, endpoint, frozenset(route.methods or ())))
+            # One route per method: each gets its own OpenAPI operationId (FastAPI would
+            # give a multi-method route one id, from whichever method a set yields first).
+            for method in methods:
+                self.router.api_route(path, methods=[method], include_in_schema=include_in_schema)(
+                    endpoint
+                )
+                route = self.router.routes[-1]
+                assert isinstance(route, APIRoute) and route.endpoint is endpoint
+                _check_plain(route)
+                self.routes.append(LaneRoute(route, endpoint, method))
             return endpoint
 
         return register
@@ -92,7 +95,7 @@ class FellesApp(FastAPI):
 
     def __init__(self, *, edge: Callable[[ASGIApp], ASGIApp], **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.lane: dict[str, LaneRoute] = {}
+        self.lane: dict[tuple[str, str], LaneRoute] = {}  # by (path, method)
         self.edge = edge(self.dispatch)
         self._handlers: dict[Any, Handler] = {}
 
@@ -101,7 +104,7 @@ class FellesApp(FastAPI):
         and 404 and 405), and answer its lane routes directly."""
         self.include_router(lane.router)
         for lane_route in lane.routes:
-            self.lane[lane_route.route.path] = lane_route
+            self.lane[lane_route.route.path, lane_route.method] = lane_route
 
     def build_middleware_stack(self) -> ASGIApp:
         stack = super().build_middleware_stack()
@@ -123,8 +126,8 @@ class FellesApp(FastAPI):
     async def dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         """A lane route if the exact path and method are one; otherwise FastAPI, which
         also gives 404 and 405 as usual."""
-        lane_route = self.lane.get(scope["path"])
-        if lane_route is None or scope["method"] not in lane_route.methods:
+        lane_route = self.lane.get((scope["path"], scope["method"]))
+        if lane_route is None:
             await super().__call__(scope, receive, send)
             return
         if self.middleware_stack is None:
