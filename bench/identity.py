@@ -6,7 +6,7 @@ keep-alive, no cookie jar) with 16 concurrent clients in all, a warm-up, then th
 10-second runs per scenario. For each run it records operations per second on the box
 (load generator included), server CPU milliseconds per operation (utime + stime from
 /proc/<pid>/stat of the server and every process under it, e.g. uvicorn's workers; on
-PostgreSQL also the database backends serving Felles, reported apart), and p50/p99
+PostgreSQL also the database backends serving the server, reported apart), and p50/p99
 latency of the whole operation. The table and bench/results/identity.json give the
 median of the runs with their range; bench/results/identity.svg draws them.
 
@@ -27,10 +27,14 @@ Felles runs as the real `felles serve` (FELLES_ENV=test) on a fresh PostgreSQL d
 (created here and dropped afterwards) and on SQLite in a fresh data dir, each with the
 demo country seeded and the clients registered through the service layer, with 1 and
 with 2 workers. The peer is oidc-provider (pinned in bench/peers/oidc-provider) on node,
-one process, installed with `npm ci` there if node_modules is missing.
+one process, installed with `npm ci` there if node_modules is missing. Its official row
+("peer") keeps its state in oidc-provider's default in-memory adapter; a second, labelled
+row ("peer-pg", "PostgreSQL adapter") runs the same peer with its state in PostgreSQL
+(bench/peers/oidc-provider/pg-adapter.mjs) on a fresh database made as Felles' is, to
+show what durable state costs the peer: client_credentials and code_flow by default.
 
-The default plan takes about six minutes; --full measures every scenario on every
-Felles setup (about ten).
+The default plan takes about seven minutes; --full measures every scenario on every
+setup (about twelve). --only peer keeps both peer rows, --setups picks setups by name.
 """
 
 from __future__ import annotations
@@ -89,11 +93,14 @@ SCENARIO_TITLES = {
 ALL_FELLES = ["discovery", "jwt_bearer", "client_credentials", "code_flow"]
 PEER_SCENARIOS = ["discovery", "client_credentials", "code_flow"]
 # (setup, scenarios): interleaved so that a drift of the machine over the run does not
-# land on one server only. About six minutes with 10 s runs.
+# land on one server only. About seven minutes with 10 s runs. "peer" is oidc-provider
+# with its in-memory state (the official comparison), "peer-pg" the same peer with its
+# state in PostgreSQL.
 DEFAULT_PLAN: list[tuple[str, list[str]]] = [
     ("felles-pg-w1", ALL_FELLES),
     ("peer", PEER_SCENARIOS),
     ("felles-pg-w2", ["jwt_bearer", "code_flow"]),
+    ("peer-pg", ["client_credentials", "code_flow"]),
     ("felles-sqlite-w1", ["code_flow"]),
     ("felles-sqlite-w2", ["code_flow"]),
 ]
@@ -101,14 +108,27 @@ FULL_PLAN: list[tuple[str, list[str]]] = [
     ("felles-pg-w1", ALL_FELLES),
     ("peer", PEER_SCENARIOS),
     ("felles-pg-w2", ALL_FELLES),
+    ("peer-pg", PEER_SCENARIOS),
     ("felles-sqlite-w1", ALL_FELLES),
     ("felles-sqlite-w2", ALL_FELLES),
 ]
 
 
+PEER_SETUPS = ("peer", "peer-pg")
+
+
+def is_peer(setup: str) -> bool:
+    return setup in PEER_SETUPS
+
+
 def label(setup: str) -> str:
     if setup == "peer":
         return f"oidc-provider {peer_version()} (node {node_version()}, 1 process)"
+    if setup == "peer-pg":
+        return (
+            f"oidc-provider {peer_version()}, PostgreSQL adapter "
+            f"(node {node_version()}, 1 process, pg {peer_version('pg')})"
+        )
     _, backend, workers = setup.split("-")
     name = "PostgreSQL" if backend == "pg" else "SQLite"
     return f"Felles, {name}, {workers[1:]} worker{'s' if workers != 'w1' else ''}"
@@ -245,14 +265,16 @@ def tail(path: Path, lines: int = 20) -> str:
 
 
 @contextlib.contextmanager
-def fresh_database(backend: str, pg_admin_url: str, folder: Path) -> Iterator[tuple[str, str]]:
+def fresh_database(
+    backend: str, pg_admin_url: str, folder: Path, prefix: str = "felles"
+) -> Iterator[tuple[str, str]]:
     """(SQLAlchemy URL, PostgreSQL database name or '') of a new database, then removed."""
     if backend == "sqlite":
         yield f"sqlite+aiosqlite:///{folder / 'felles.db'}", ""
         return
     import psycopg
 
-    name = f"felles_bench_identity_{os.getpid()}_{secrets.token_hex(3)}"
+    name = f"{prefix}_bench_identity_{os.getpid()}_{secrets.token_hex(3)}"
     with psycopg.connect(pg_admin_url, autocommit=True, connect_timeout=5) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     base = pg_admin_url.rsplit("/", 1)[0].split("://", 1)[1]
@@ -355,15 +377,16 @@ def node_version() -> str:
     return subprocess.run([node, "--version"], capture_output=True, text=True).stdout.strip()
 
 
-def peer_version() -> str:
+def peer_version(package: str = "oidc-provider") -> str:
     with contextlib.suppress(OSError, ValueError, KeyError):
-        path = PEER_DIR / "node_modules" / "oidc-provider" / "package.json"
+        path = PEER_DIR / "node_modules" / package / "package.json"
         return str(json.loads(path.read_text())["version"])
     return "?"
 
 
 def ensure_peer_installed(console: Console) -> None:
-    if (PEER_DIR / "node_modules" / "oidc-provider").is_dir():
+    wanted = json.loads((PEER_DIR / "package.json").read_text())["dependencies"]
+    if all((PEER_DIR / "node_modules" / name).is_dir() for name in wanted):
         return
     npm = shutil.which("npm")
     if npm is None or shutil.which("node") is None:
@@ -635,7 +658,18 @@ class Bench:
                     shutil.copy(log, RESULTS.parent / f"identity-{setup}.log")
 
     @contextlib.contextmanager
-    def peer(self) -> Iterator[Server]:
+    def peer(self, setup: str) -> Iterator[Server]:
+        """The peer; for "peer-pg" with its state in a fresh PostgreSQL database."""
+        database: contextlib.AbstractContextManager[tuple[str, str]] = (
+            fresh_database("pg", self.args.pg_url, self.work, prefix="peer")
+            if setup == "peer-pg"
+            else contextlib.nullcontext(("", ""))
+        )
+        with database as (url, name), self._peer(setup, url or None, name or None) as server:
+            yield server
+
+    @contextlib.contextmanager
+    def _peer(self, setup: str, database_url: str | None, dbname: str | None) -> Iterator[Server]:
         ensure_peer_installed(self.console)
         if self.people is None:  # the same synthetic people as Felles' register
             with fresh_database("sqlite", self.args.pg_url, self.work) as (url, _):
@@ -643,7 +677,7 @@ class Bench:
             self.people = made["people"]
         port = free_port()
         secret = secrets.token_urlsafe(32)
-        config = {
+        config: dict[str, Any] = {
             "port": port,
             "people": self.people,
             "web_client": {
@@ -654,9 +688,11 @@ class Bench:
             "machine_client": {"client_id": "bench-machine", "jwk": self.public_jwk()},
             "machine_scope": MACHINE_SCOPE,
         }
-        config_path = self.work / "peer.json"
+        if database_url:
+            config["database_url"] = database_url
+        config_path = self.work / f"{setup}.json"
         config_path.write_text(json.dumps(config))
-        log = self.work / "peer.log"
+        log = self.work / f"{setup}.log"
         node = shutil.which("node") or "node"
         with log.open("wb") as out:
             proc = subprocess.Popen(
@@ -677,11 +713,11 @@ class Bench:
                 "machine_client_id": "bench-machine",
                 "machine_cc_client_id": "bench-machine",
             }
-            yield Server("peer", proc, target)
+            yield Server(setup, proc, target, dbname)
         finally:
             stop_group(proc)
             if self.args.keep_logs:
-                shutil.copy(log, RESULTS.parent / "identity-peer.log")
+                shutil.copy(log, RESULTS.parent / f"identity-{setup}.log")
 
 
 def measure(
@@ -694,7 +730,7 @@ def measure(
         if args.quiet_wait:
             wait_for_quiet(args.quiet_wait, console)
         started = time.perf_counter()
-        server_cm = bench.peer() if setup == "peer" else bench.felles(setup)
+        server_cm = bench.peer(setup) if is_peer(setup) else bench.felles(setup)
         with server_cm as server:
             console.print(f"  ready in {time.perf_counter() - started:.1f} s")
             for scenario in scenarios:
@@ -765,27 +801,37 @@ FLOW = {
     "client_credentials": "machine token: client_credentials",
     "code_flow": "full code flow",
 }
-SETUP_ORDER = ["peer", "felles-pg-w1", "felles-pg-w2", "felles-sqlite-w1", "felles-sqlite-w2"]
+SETUP_ORDER = [
+    "peer",
+    "peer-pg",
+    "felles-pg-w1",
+    "felles-pg-w2",
+    "felles-sqlite-w1",
+    "felles-sqlite-w2",
+]
 
 
 def short_label(setup: str) -> str:
     if setup == "peer":
         return f"oidc-provider {peer_version()}"
+    if setup == "peer-pg":
+        return f"oidc-provider {peer_version()}, PostgreSQL adapter"
     _, backend, workers = setup.split("-")
     name = "PostgreSQL" if backend == "pg" else "SQLite"
     return f"Felles, {name}, {workers[1:]} worker{'s' if workers != 'w1' else ''}"
 
 
 def ordered(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Grouped by flow; in a group the peer first, then Felles' setups; the peer's
-    client_credentials row stands in the machine-token group beside the JWT bearer grant."""
+    """Grouped by flow; in a group the peer first (in memory, then on PostgreSQL), then
+    Felles' setups; the peer's client_credentials rows stand in the machine-token group
+    beside the JWT bearer grant."""
     groups = list(dict.fromkeys(GROUPS.values()))
     scenarios = list(SCENARIO_TITLES)
 
     def key(row: dict[str, Any]) -> tuple[int, int, int]:
         return (
             groups.index(GROUPS[row["scenario"]]),
-            scenarios.index(row["scenario"]) if row["setup"] != "peer" else -1,
+            scenarios.index(row["scenario"]) if not is_peer(row["setup"]) else -1,
             SETUP_ORDER.index(row["setup"]) if row["setup"] in SETUP_ORDER else 99,
         )
 
@@ -797,7 +843,8 @@ def table(rows: list[dict[str, Any]], args: argparse.Namespace) -> Table:
         title=f"Identity: Felles vs oidc-provider — median of {args.runs} × {args.seconds:g} s "
         f"runs (range), {args.concurrency} clients in {args.processes} load-generator processes",
         caption="server CPU = the server's processes; + PostgreSQL = the database backends "
-        "serving Felles; other load = CPU used on the box by anything else during the runs",
+        "serving Felles or the peer's PostgreSQL adapter; other load = CPU used on the box by "
+        "anything else during the runs",
     )
     for name in (
         "flow",
@@ -892,6 +939,7 @@ def chart(rows: list[dict[str, Any]]) -> str:
     """A hand-made SVG: server CPU ms/op (left) and ops/s on the box (right), with ranges."""
     colours = {
         "peer": "#8c5a00",
+        "peer-pg": "#d4913a",
         "felles-pg-w1": "#0062ba",
         "felles-pg-w2": "#3f8fd9",
         "felles-sqlite-w1": "#1a7f37",
@@ -899,7 +947,7 @@ def chart(rows: list[dict[str, Any]]) -> str:
     }
     rows = ordered(rows)
     groups = list(dict.fromkeys(GROUPS[r["scenario"]] for r in rows))
-    bar_h, gap, group_gap, top, label_w, panel_w = 16, 4, 22, 64, 340, 300
+    bar_h, gap, group_gap, top, label_w, panel_w = 16, 4, 22, 64, 370, 300
     height = top + len(rows) * (bar_h + gap) + len(groups) * group_gap + 30
     width = label_w + 2 * panel_w + 80
     parts = [
@@ -973,7 +1021,7 @@ def main() -> None:
     parser.add_argument(
         "--only",
         choices=["felles", "peer"],
-        help="Measure one side only (the targets need both).",
+        help="Measure one side only (peer: both peer rows; the targets need both sides).",
     )
     parser.add_argument("--setups", help="Comma-separated setups from the plan to keep.")
     parser.add_argument("--scenarios", help="Comma-separated scenarios to keep.")
@@ -996,7 +1044,7 @@ def main() -> None:
 
     plan = FULL_PLAN if args.full else DEFAULT_PLAN
     if args.only:
-        plan = [(s, sc) for s, sc in plan if (s == "peer") == (args.only == "peer")]
+        plan = [(s, sc) for s, sc in plan if is_peer(s) == (args.only == "peer")]
     if args.setups:
         keep = set(args.setups.split(","))
         plan = [(s, sc) for s, sc in plan if s in keep]
@@ -1035,6 +1083,7 @@ def main() -> None:
             "python": platform.python_version(),
             "node": node_version(),
             "oidc_provider": peer_version(),
+            "node_pg": peer_version("pg"),
             "platform": platform.platform(),
             "cpus": os.cpu_count(),
             "load_average_1m_before": round(load_average, 2),
@@ -1047,7 +1096,10 @@ def main() -> None:
             "load_generator_processes": args.processes,
             "persons": args.persons,
             "cpu": "utime+stime of the server process tree from /proc/<pid>/stat; "
-            "db_cpu_ms_per_op: PostgreSQL backends connected to Felles' database",
+            "db_cpu_ms_per_op: PostgreSQL backends connected to the server's database "
+            "(Felles', or the peer-pg row's)",
+            "peer_state": "peer: oidc-provider's in-memory adapter (the official comparison); "
+            "peer-pg: the same peer with pg-adapter.mjs, one table in PostgreSQL, pg.Pool of 20",
             "peer_machine_token": "oidc-provider has no JWT bearer grant: its machine token "
             "is client_credentials with private_key_jwt, JWT access token signed ES256",
             "peer_login": "custom interaction policy: a first prompt whose check logs the "

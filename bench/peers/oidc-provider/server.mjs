@@ -4,7 +4,8 @@
 //
 // The config file (written by bench/identity.py) holds the port, the people who may log
 // in (the same synthetic people as in Felles' register, with their names), the web
-// client's id, secret and redirect URI, and the machine client's id and public JWK.
+// client's id, secret and redirect URI, the machine client's id and public JWK, and
+// optionally `database_url` (postgresql://...): the PostgreSQL database for the state.
 //
 // What is configured, and why it matches Felles' side:
 // - ES256 ID tokens (the web client has id_token_signed_response_alg ES256), pairwise
@@ -24,7 +25,9 @@
 //   page, no extra redirects, no cookies needed. Each flow starts a new session (the
 //   load generator sends no cookies), as each Felles flow starts a new SSO session.
 // - State lives in oidc-provider's default in-memory adapter (an LRU of 1000 entries),
-//   as in BENCHMARKING.md's peer figures: no database cost.
+//   as in BENCHMARKING.md's peer figures: no database cost. Only with `database_url` in
+//   the config does it live in PostgreSQL instead, through pg-adapter.mjs (one table, a
+//   pool of 20 connections): the benchmark's separate, labelled "PostgreSQL adapter" row.
 import { createHmac, generateKeyPairSync, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 
@@ -37,6 +40,11 @@ const people = new Map(config.people.map((p) => [p.pid, p]));
 const pairwiseSalt = randomBytes(32);
 const RESOURCE = 'urn:felles:bench:api';
 const MACHINE_SCOPE = config.machine_scope;
+// Loaded only for the PostgreSQL row; without database_url the provider gets no adapter
+// option at all, as before.
+const store = config.database_url
+  ? await (await import('./pg-adapter.mjs')).createPgAdapter(config.database_url)
+  : undefined;
 
 function signingKey(type, options, alg, kid) {
   const { privateKey } = generateKeyPairSync(type, options);
@@ -88,6 +96,7 @@ const policy = base();
 policy.add(testid, 0);
 
 const provider = new Provider(issuer, {
+  ...(store ? { adapter: store.PgAdapter } : {}),
   clients: [
     {
       client_id: config.web_client.client_id,
@@ -182,5 +191,10 @@ const server = provider.listen(port, '127.0.0.1', () => {
 server.keepAliveTimeout = 65_000;
 
 for (const signal of ['SIGTERM', 'SIGINT']) {
-  process.on(signal, () => server.close(() => process.exit(0)));
+  process.on(signal, () =>
+    server.close(async () => {
+      await store?.close();
+      process.exit(0);
+    }),
+  );
 }
