@@ -921,6 +921,22 @@ def targets(rows: list[dict[str, Any]]) -> dict[str, Any]:
                     "met_with_database": app + db < peer_cpu,
                 }
         verdict["less_cpu_than_peer"] = per_setup
+    durable = find("peer-pg")
+    felles = find("felles-pg-w1")
+    if durable and felles and durable["cpu_ms_per_op"] and felles["cpu_ms_per_op"]:
+        # Context, not the target: the same peer with its state in PostgreSQL.
+        app = felles["cpu_ms_per_op"]["median"]
+        db = (felles["db_cpu_ms_per_op"] or {}).get("median", 0.0)
+        peer_app = durable["cpu_ms_per_op"]["median"]
+        peer_db = (durable["db_cpu_ms_per_op"] or {}).get("median", 0.0)
+        verdict["compared_with_peer_on_postgresql"] = {
+            "felles_server_cpu_ms": app,
+            "felles_database_cpu_ms": db,
+            "peer_server_cpu_ms": peer_app,
+            "peer_database_cpu_ms": peer_db,
+            "less_server_cpu": app < peer_app,
+            "less_cpu_with_database": app + db < peer_app + peer_db,
+        }
     pg = [r for r in (find("felles-pg-w1"), find("felles-pg-w2")) if r and r["ops_per_s"]]
     if pg:
         best = max(pg, key=lambda r: r["ops_per_s"]["median"])
