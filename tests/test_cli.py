@@ -9,12 +9,13 @@ import subprocess
 from datetime import date
 from pathlib import Path
 
+import httpx
 import pytest
 
 from felles.config import Settings
 from felles.db import Database
 from felles.registry.numbers import synthetic_pid
-from tests.conftest import run_felles
+from tests.conftest import run_felles, serving
 
 felles = run_felles
 
@@ -125,3 +126,19 @@ def test_db_upgrade_is_idempotent(settings: Settings, db: Database) -> None:
     result = felles(settings, "db", "upgrade")
     assert result.returncode == 0, result.stderr
     assert "up to date" in result.stderr
+
+
+@pytest.mark.parametrize(("trusted", "believed"), [("127.0.0.1", True), ("", False)])
+def test_serve_believes_forwarded_headers_only_from_trusted_proxies(
+    settings: Settings, db: Database, trusted: str, believed: bool
+) -> None:
+    """FELLES_TRUSTED_PROXIES: a request that a trusted proxy says came over https gets
+    HSTS; from anyone else the header is ignored."""
+    with serving(settings, FELLES_TRUSTED_PROXIES=trusted) as base_url:
+        response = httpx.get(
+            f"{base_url}/.well-known/openid-configuration",
+            headers={"x-forwarded-proto": "https", "x-forwarded-for": "203.0.113.9"},
+            timeout=10,
+        )
+    assert response.status_code == 200
+    assert ("strict-transport-security" in response.headers) is believed

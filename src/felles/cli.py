@@ -97,7 +97,8 @@ def serve(
         reload=reload,
         log_config=None,
         access_log=False,
-        proxy_headers=True,
+        proxy_headers=bool(conf.trusted_proxies.strip()),
+        forwarded_allow_ips=conf.trusted_proxies.strip() or None,
         server_header=False,
         http=CoalescingHttpProtocol,
     )

@@ -40,6 +40,10 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1_000_000, ge=1024)
     sso_idle_minutes: int = Field(default=30, ge=1, le=24 * 60)
     sso_absolute_minutes: int = Field(default=120, ge=1, le=7 * 24 * 60)
+    # Reverse proxies whose X-Forwarded-For/-Proto are believed (comma-separated addresses
+    # or networks, "*" for any, "" for none): they decide the client address that rate
+    # limits count by, and whether a request came over https.
+    trusted_proxies: str = "127.0.0.1"
     # How often each server process deletes expired codes, sessions, tokens ...; 0: never.
     purge_minutes: float = Field(default=10, ge=0, le=24 * 60)
 

@@ -209,8 +209,8 @@ def service(request: Request) -> PasswordLogin:
 
 
 def client_ip(request: Request) -> str:
-    """The socket peer. X-Forwarded-For is not trusted until a setting says which
-    proxies may set it."""
+    """The client's address: the socket peer, or what a trusted proxy (FELLES_TRUSTED_PROXIES,
+    applied by the server before the app) says in X-Forwarded-For."""
     return request.client.host if request.client else "unknown"
 
 
