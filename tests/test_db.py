@@ -15,13 +15,22 @@ from sqlalchemy import Table, bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 
 from felles.config import Settings
-from felles.db import Database, NewRow, fetch_row, fetch_value, row_insert, write_together
+from felles.db import (
+    Database,
+    NewRow,
+    fetch_row,
+    fetch_value,
+    fetch_values,
+    row_insert,
+    write_together,
+)
 from felles.identity.models import AuditEvent, SsoSession
 
 SESSIONS = SsoSession.__table__
 assert isinstance(SESSIONS, Table)
 READ_SESSION = select(SESSIONS).where(SESSIONS.c.id == bindparam("b_id"))
 COUNT_SESSIONS = select(func.count()).select_from(SESSIONS)
+ALL_SESSION_IDS = select(SESSIONS.c.id).order_by(SESSIONS.c.id)
 
 
 def new_session_row(sid: str) -> dict[str, object]:
@@ -101,6 +110,11 @@ async def test_driver_pool_answers_like_sqlalchemy(db: Database) -> None:
     async with db.session(autocommit=True) as session:
         direct = await fetch_row(session, READ_SESSION, {"b_id": sid})
         assert session.in_transaction() is not db.direct  # the driver pool took it
+    async with db.session() as session:
+        ids_through_session = await fetch_values(session, ALL_SESSION_IDS, {})
+    async with db.session(autocommit=True) as session:
+        ids_direct = await fetch_values(session, ALL_SESSION_IDS, {})
+    assert sid in ids_direct and ids_direct == ids_through_session
     assert through_session is not None and direct is not None
     assert dict(direct) == dict(through_session)
     assert missing is None

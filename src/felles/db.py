@@ -295,6 +295,19 @@ async def fetch_value(
         return await driver.fetchval(compiled.sql, *_arguments(compiled, params))
 
 
+async def fetch_values(
+    session: AsyncSession, statement: Executable, params: Mapping[str, Any]
+) -> list[Any]:
+    """The first column of every row of a prebuilt statement."""
+    db = _direct(session)
+    if db is None:
+        connection = await session.connection()
+        return list((await connection.execute(statement, dict(params))).scalars().all())
+    compiled = _compiled(statement, db.engine.dialect)
+    async with _on_driver(db, compiled.sql) as driver:
+        return [row[0] for row in await driver.fetch(compiled.sql, *_arguments(compiled, params))]
+
+
 async def execute(session: AsyncSession, statement: Executable, params: Mapping[str, Any]) -> None:
     """Run a prebuilt statement for its effect."""
     db = _direct(session)

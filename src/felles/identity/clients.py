@@ -34,9 +34,11 @@ from urllib.parse import SplitResult, urlsplit
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet, RSAKey
 from pydantic import BaseModel, ConfigDict, field_validator
-from sqlalchemy import and_, bindparam, or_, select
+from sqlalchemy import ColumnElement, Select, String, and_, any_, bindparam, or_, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from felles.db import dialect_name, fetch_values
 from felles.identity.crypto import constant_time_equal, random_token, token_hash
 from felles.identity.models import ApiScope, Client, ScopeGrant
 from felles.registry.numbers import InvalidNumber, parse_orgnr
@@ -852,23 +854,35 @@ async def grants(session: AsyncSession, name: str) -> list[str]:
     return list((await session.scalars(query)).all())
 
 
-# Built once (a hot path: every machine token).
-MACHINE_SCOPES_ALLOWED = (
-    select(ApiScope.name)
-    .outerjoin(
-        ScopeGrant,
-        and_(ScopeGrant.scope == ApiScope.name, ScopeGrant.consumer_orgnr == bindparam("orgnr")),
+def _scopes_allowed(named: ColumnElement[bool]) -> Select[Any]:
+    """The scopes `named` selects that the organisation `orgnr` may get as a machine."""
+    return (
+        select(ApiScope.name)
+        .outerjoin(
+            ScopeGrant,
+            and_(
+                ScopeGrant.scope == ApiScope.name,
+                ScopeGrant.consumer_orgnr == bindparam("orgnr"),
+            ),
+        )
+        .where(
+            named,
+            ApiScope.for_machines.is_(True),
+            or_(
+                ApiScope.public.is_(True),
+                ApiScope.owner_orgnr == bindparam("orgnr"),
+                ScopeGrant.consumer_orgnr.is_not(None),
+            ),
+        )
     )
-    .where(
-        ApiScope.name.in_(bindparam("names", expanding=True)),
-        ApiScope.for_machines.is_(True),
-        or_(
-            ApiScope.public.is_(True),
-            ApiScope.owner_orgnr == bindparam("orgnr"),
-            ScopeGrant.consumer_orgnr.is_not(None),
-        ),
-    )
+
+
+# Built once (a hot path: every machine token). PostgreSQL takes the names as one array
+# (a statement fixed in advance, so it can run straight on the driver); SQLite as a list.
+MACHINE_SCOPES_ALLOWED_PG = _scopes_allowed(
+    ApiScope.name == any_(bindparam("names", type_=ARRAY(String)))
 )
+MACHINE_SCOPES_ALLOWED = _scopes_allowed(ApiScope.name.in_(bindparam("names", expanding=True)))
 
 
 async def machine_scopes_allowed(
@@ -887,6 +901,6 @@ async def machine_scopes_allowed(
     if not wanted:
         return set()
     params = {"names": sorted(wanted), "orgnr": client.orgnr}
-    connection = await session.connection()  # Core: no ORM machinery for one column
-    found = await connection.execute(MACHINE_SCOPES_ALLOWED, params)
-    return set(found.scalars().all())
+    if dialect_name(session) == "postgresql":
+        return set(await fetch_values(session, MACHINE_SCOPES_ALLOWED_PG, params))
+    return set(await fetch_values(session, MACHINE_SCOPES_ALLOWED, params))
