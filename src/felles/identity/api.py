@@ -298,7 +298,8 @@ async def introspect(request: Request) -> Response:
     rt = await runtime(request)
     try:
         form = await _form(request)
-        async with rt.db.session() as session:
+        # Reads, and perhaps a client assertion's jti: one statement each (autocommit).
+        async with rt.db.session(autocommit=True) as session:
             client = await _client(session, rt, request, form)
             if client.auth_method == "none":
                 # RFC 7662 2.1: introspection needs real client authentication; a public

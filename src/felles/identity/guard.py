@@ -52,7 +52,9 @@ def require_scopes(*needed: str) -> Callable[[Request], Awaitable[Caller]]:
             )
         rt = await runtime(request)
         try:
-            async with rt.db.session() as session:
+            # Autocommit: a revocation read and perhaps a DPoP proof's jti, one statement
+            # each, on the driver pool (every agency API call passes here).
+            async with rt.db.session(autocommit=True) as session:
                 claims = await rt.identity.access_claims(session, token.strip())
                 await check_binding(
                     session,
