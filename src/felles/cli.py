@@ -110,10 +110,13 @@ async def connection_budget_warning(db: Database, workers: int) -> str | None:
     if db.is_sqlite:
         return None
     async with db.engine.connect() as conn:
-        allowed = int((await conn.execute(text("SHOW max_connections"))).scalar_one())
-        reserved = int(
-            (await conn.execute(text("SHOW superuser_reserved_connections"))).scalar_one()
+        limits = await conn.execute(
+            text(
+                "SELECT current_setting('max_connections')::int,"
+                " current_setting('superuser_reserved_connections')::int"
+            )
         )
+        allowed, reserved = limits.one()
     wanted = workers * 2 * db.connections
     available = allowed - reserved
     if wanted <= available:

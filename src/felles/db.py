@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import cache
@@ -26,7 +26,7 @@ from sqlalchemy import (
     select,
     text,
 )
-from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.engine import Connection, Dialect, Result
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -268,56 +268,60 @@ def _arguments(compiled: _Compiled, params: Mapping[str, Any]) -> list[Any]:
     return values
 
 
+async def _run(
+    session: AsyncSession,
+    statement: Executable,
+    params: Mapping[str, Any],
+    on_driver: Callable[..., Awaitable[Any]],
+    on_session: Callable[[Result[Any]], Any],
+) -> Any:
+    """Run a prebuilt statement straight on the driver (`on_driver`, e.g.
+    `asyncpg.Connection.fetchrow`) when the session allows, else through the session
+    (`on_session` takes the result apart)."""
+    db = _direct(session)
+    if db is None:
+        connection = await session.connection()
+        return on_session(await connection.execute(statement, dict(params)))
+    compiled = _compiled(statement, db.engine.dialect)
+    async with _on_driver(db, compiled.sql) as driver:
+        return await on_driver(driver, compiled.sql, *_arguments(compiled, params))
+
+
+def _first_row(result: Result[Any]) -> Mapping[str, Any] | None:
+    row = result.first()
+    return None if row is None else cast(Mapping[str, Any], row._mapping)
+
+
 async def fetch_row(
     session: AsyncSession, statement: Executable, params: Mapping[str, Any]
 ) -> Mapping[str, Any] | None:
     """The first row of a prebuilt statement (by column name), or None."""
-    db = _direct(session)
-    if db is None:
-        connection = await session.connection()
-        row = (await connection.execute(statement, dict(params))).first()
-        return None if row is None else cast(Mapping[str, Any], row._mapping)
-    compiled = _compiled(statement, db.engine.dialect)
-    async with _on_driver(db, compiled.sql) as driver:
-        return await driver.fetchrow(compiled.sql, *_arguments(compiled, params))  # type: ignore[no-any-return]
+    return await _run(session, statement, params, asyncpg.Connection.fetchrow, _first_row)  # type: ignore[no-any-return]
 
 
 async def fetch_value(
     session: AsyncSession, statement: Executable, params: Mapping[str, Any]
 ) -> Any:
     """The first column of the first row of a prebuilt statement, or None."""
-    db = _direct(session)
-    if db is None:
-        connection = await session.connection()
-        return (await connection.execute(statement, dict(params))).scalar()
-    compiled = _compiled(statement, db.engine.dialect)
-    async with _on_driver(db, compiled.sql) as driver:
-        return await driver.fetchval(compiled.sql, *_arguments(compiled, params))
+    return await _run(session, statement, params, asyncpg.Connection.fetchval, Result.scalar)
+
+
+async def _column(connection: asyncpg.Connection, sql: str, *arguments: Any) -> list[Any]:
+    return [row[0] for row in await connection.fetch(sql, *arguments)]
 
 
 async def fetch_values(
     session: AsyncSession, statement: Executable, params: Mapping[str, Any]
 ) -> list[Any]:
     """The first column of every row of a prebuilt statement."""
-    db = _direct(session)
-    if db is None:
-        connection = await session.connection()
-        return list((await connection.execute(statement, dict(params))).scalars().all())
-    compiled = _compiled(statement, db.engine.dialect)
-    async with _on_driver(db, compiled.sql) as driver:
-        return [row[0] for row in await driver.fetch(compiled.sql, *_arguments(compiled, params))]
+    return await _run(  # type: ignore[no-any-return]
+        session, statement, params, _column, lambda result: list(result.scalars().all())
+    )
 
 
 async def execute(session: AsyncSession, statement: Executable, params: Mapping[str, Any]) -> None:
     """Run a prebuilt statement for its effect."""
-    db = _direct(session)
-    if db is None:
-        connection = await session.connection()
-        await connection.execute(statement, dict(params))
-        return
-    compiled = _compiled(statement, db.engine.dialect)
-    async with _on_driver(db, compiled.sql) as driver:
-        await driver.execute(compiled.sql, *_arguments(compiled, params))
+    await _run(session, statement, params, asyncpg.Connection.execute, lambda _result: None)
 
 
 @dataclass(frozen=True, slots=True)

@@ -901,6 +901,6 @@ async def machine_scopes_allowed(
     if not wanted:
         return set()
     params = {"names": sorted(wanted), "orgnr": client.orgnr}
-    if dialect_name(session) == "postgresql":
-        return set(await fetch_values(session, MACHINE_SCOPES_ALLOWED_PG, params))
-    return set(await fetch_values(session, MACHINE_SCOPES_ALLOWED, params))
+    pg = dialect_name(session) == "postgresql"
+    statement = MACHINE_SCOPES_ALLOWED_PG if pg else MACHINE_SCOPES_ALLOWED
+    return set(await fetch_values(session, statement, params))

@@ -43,11 +43,13 @@ BATCH = 5_000
 
 @dataclass(frozen=True)
 class Rule:
-    """Rows of `table` that `expired(cutoff)` selects may go."""
+    """Rows of `table` that `expired(cutoff)` selects may go; the cutoff is `kept`
+    before now."""
 
     what: str
     table: Table
     expired: Callable[[datetime], ColumnElement[bool]]
+    kept: timedelta = MARGIN
 
 
 def _table(model: Any) -> Table:
@@ -75,14 +77,16 @@ RULES = (
     Rule(
         "rate counters",
         _table(RateCounter),
-        lambda cut: RateCounter.window_start < cut + MARGIN - RATE_WINDOW_KEPT,
+        lambda cut: RateCounter.window_start < cut,
+        kept=RATE_WINDOW_KEPT,
     ),
 )
 
 
-async def _purge_rule(db: Database, rule: Rule, cutoff: datetime, batch: int) -> int:
+async def _purge_rule(db: Database, rule: Rule, at: datetime, batch: int) -> int:
     key = tuple_(*rule.table.primary_key.columns)
-    chosen = select(*rule.table.primary_key.columns).where(rule.expired(cutoff)).limit(batch)
+    chosen = select(*rule.table.primary_key.columns).where(rule.expired(at - rule.kept))
+    chosen = chosen.limit(batch)
     removed = 0
     while True:
         async with db.session() as session:
@@ -94,9 +98,10 @@ async def _purge_rule(db: Database, rule: Rule, cutoff: datetime, batch: int) ->
 
 
 async def purge(db: Database, *, at: datetime | None = None, batch: int = BATCH) -> dict[str, int]:
-    """Delete what expired more than MARGIN before `at` (now); how many rows, by kind."""
-    cutoff = (at or datetime.now(UTC)) - MARGIN
-    return {rule.what: await _purge_rule(db, rule, cutoff, batch) for rule in RULES}
+    """Delete what expired more than MARGIN before `at` (now; rate counters: a day after
+    their window began); how many rows, by kind."""
+    at = at or datetime.now(UTC)
+    return {rule.what: await _purge_rule(db, rule, at, batch) for rule in RULES}
 
 
 async def purge_now_and_then(db: Database, every_minutes: float) -> None:

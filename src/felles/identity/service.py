@@ -1100,9 +1100,9 @@ class Identity:
             "amr": claims.get("amr"),
             "auth_time": claims.get("auth_time"),
         }
-        revocation = self._revocation_params(str(claims["jti"]))
+        jti = str(claims["jti"])
         if "profile" not in scope:
-            if await fetch_value(session, IS_REVOKED, revocation) is not None:
+            if await self.is_revoked(session, jti):
                 raise InvalidToken("revoked")
         else:
             try:
@@ -1110,7 +1110,7 @@ class Identity:
                     session,
                     pid,
                     registry.Access(f"identity:{claims.get('client_id')}", "userinfo (profile)"),
-                    revocation,
+                    self._revocation_params(jti),
                 )
             except registry.Refused:
                 raise InvalidToken("revoked") from None

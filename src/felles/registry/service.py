@@ -103,6 +103,11 @@ def _lookup_values(pid: ColumnElement[Any]) -> Select[Any]:
     return select(pid, bindparam("by"), bindparam("why"), literal("person"))
 
 
+def _lookup_params(number: str, access: Access) -> dict[str, Any]:
+    """The bound values of a person lookup recorded by `_lookup_values`."""
+    return {"b_pid": number, "by": access.accessed_by, "why": access.purpose}
+
+
 def read_and_record_person(unless: Select[Any] | None = None) -> Select[Any]:
     """PostgreSQL: read a person and record the lookup in one statement (one round trip);
     the access row is written only if the person is there.
@@ -154,7 +159,7 @@ class GuardedLookup:
             if await fetch_value(session, self.unless, unless_params) is not None:
                 raise Refused
             return await find_person(session, number, access)
-        params = {**unless_params, "b_pid": number, "by": access.accessed_by, "why": access.purpose}
+        params = {**unless_params, **_lookup_params(number, access)}
         row = await fetch_row(session, self.statement, params)
         if row is None or row["refused"]:
             raise Refused
@@ -167,7 +172,7 @@ async def get_person(session: AsyncSession, pid: str, access: Access) -> PersonR
     """One person from the population register."""
     number = parse_pid(pid).value
     if dialect_name(session) == "postgresql":
-        params = {"b_pid": number, "by": access.accessed_by, "why": access.purpose}
+        params = _lookup_params(number, access)
         row = await fetch_row(session, READ_AND_RECORD_PERSON, params)
         if row is None:
             raise NotFound("No person with that national identity number")
@@ -195,7 +200,7 @@ async def person_exists(session: AsyncSession, pid: str, access: Access) -> bool
     """Whether the register has this person, recorded like any lookup: one statement
     that writes the access row only if the person is there."""
     number = parse_pid(pid).value
-    params = {"b_pid": number, "by": access.accessed_by, "why": access.purpose}
+    params = _lookup_params(number, access)
     recorded = await fetch_value(session, RECORD_IF_PERSON, params)
     return recorded is not None
 
