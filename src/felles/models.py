@@ -1,7 +1,8 @@
 """Imports every part's tables, so Base.metadata (and Alembic) knows them all."""
 
 from felles.identity import models as identity_models
+from felles.portal import models as portal_models
 from felles.registry import models as registry_models
 from felles.web import idempotency
 
-__all__ = ["idempotency", "identity_models", "registry_models"]
+__all__ = ["idempotency", "identity_models", "portal_models", "registry_models"]
