@@ -127,7 +127,7 @@ async def definition(session: AsyncSession, code: str, version: int) -> ServiceD
     row = await session.get(ServiceVersion, (code, version))
     if row is None:
         raise ServiceNotFound(code)
-    return _definition(code, version, json.dumps(row.definition, sort_keys=True))
+    return _definition(code, version, json.dumps(row.definition))
 
 
 async def current(session: AsyncSession, code: str) -> CatalogueEntry:

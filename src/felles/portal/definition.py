@@ -23,20 +23,26 @@ CODE_PATTERN = r"^[a-z][a-z0-9-]{2,62}$"
 FIELD_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 MAX_ROWS = 1000
 
+
+def N_(message: str) -> str:
+    """Marks a string for translation (pages translate it when they show it)."""
+    return message
+
+
 # Where a prefilled value comes from, its JSON type, and what the person is told.
 PREFILL_SOURCES: dict[str, tuple[str, str]] = {
-    "person.name": ("string", "population register"),
-    "person.given_name": ("string", "population register"),
-    "person.family_name": ("string", "population register"),
-    "person.birth_date": ("string", "population register"),
-    "person.address": ("object", "population register"),
-    "person.children": ("array", "population register"),
-    "person.email": ("string", "contact register"),
-    "person.mobile": ("string", "contact register"),
-    "organisation.orgnr": ("string", "business register"),
-    "organisation.name": ("string", "business register"),
-    "organisation.address": ("object", "business register"),
-    "organisation.roles": ("array", "business register"),
+    "person.name": ("string", N_("From the population register")),
+    "person.given_name": ("string", N_("From the population register")),
+    "person.family_name": ("string", N_("From the population register")),
+    "person.birth_date": ("string", N_("From the population register")),
+    "person.address": ("object", N_("From the population register")),
+    "person.children": ("array", N_("From the population register")),
+    "person.email": ("string", N_("From the contact register")),
+    "person.mobile": ("string", N_("From the contact register")),
+    "organisation.orgnr": ("string", N_("From the business register")),
+    "organisation.name": ("string", N_("From the business register")),
+    "organisation.address": ("object", N_("From the business register")),
+    "organisation.roles": ("array", N_("From the business register")),
 }
 # Sources a question's choices can be drawn from (one option per item).
 OPTION_SOURCES = ("person.children",)

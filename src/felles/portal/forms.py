@@ -431,7 +431,8 @@ async def submit(session: AsyncSession, opened: OpenDraft, pid: str, party: Part
     """Turn the draft into a submission with a receipt, exactly once: a second click, or a
     retry after a lost answer, gets the same submission back."""
     draft = opened.draft
-    existing = await session.scalar(select(Submission).where(Submission.draft_id == draft.id))
+    draft_id = draft.id
+    existing = await session.scalar(select(Submission).where(Submission.draft_id == draft_id))
     if existing is not None:
         return existing
     decision = await authz.may_use(session, pid, party, opened.definition, "submit")
@@ -463,6 +464,10 @@ async def submit(session: AsyncSession, opened: OpenDraft, pid: str, party: Part
         submitted_at=at,
     )
     session.add(submission)
+    try:
+        await session.flush()
+    except IntegrityError:  # the one-in-billions reference collision: the caller retries
+        raise Conflict(draft_id) from None
     session.add(
         Message(
             id=str(uuid.uuid4()),
@@ -477,10 +482,7 @@ async def submit(session: AsyncSession, opened: OpenDraft, pid: str, party: Part
             read_at=at,
         )
     )
-    try:
-        await session.flush()
-    except IntegrityError:  # the one-in-billions reference collision: the caller retries
-        raise Conflict(draft.id) from None
+    await session.flush()
     return submission
 
 

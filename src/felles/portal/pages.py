@@ -53,7 +53,7 @@ async def choose_party(
 @router.post("/portal/party")
 async def chose_party(
     request: Request,
-    party: Annotated[str, Form(max_length=20)],
+    party: Annotated[str, Form(max_length=40)],
     next: Annotated[str, Form(max_length=500)] = "/portal/inbox",
 ) -> Response:
     rt, session = await current(request)
