@@ -12,12 +12,14 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
+from felles.config import Settings
 from felles.db import Database
+from felles.notifications.service import read_outbox
 from felles.portal.models import Draft, PendingPost, Submission
 from felles.portal.references import normalise
 from felles.portal.session import COOKIE
 from felles.registry import service as registry
-from felles.registry.models import Relation, Role
+from felles.registry.models import ContactInfo, Relation, Role
 from tests.portal.flow import follow, log_in, post_form, use_app_as_provider
 
 
@@ -30,10 +32,15 @@ async def http(app: Any) -> AsyncIterator[httpx.AsyncClient]:
 
 
 async def parent_with_child(db: Database) -> str:
+    """A parent whose e-mail address is in the contact register."""
     async with db.session() as session:
         return str(
             await session.scalar(
-                select(Relation.pid).where(Relation.kind == "child").order_by(Relation.pid).limit(1)
+                select(Relation.pid)
+                .join(ContactInfo, ContactInfo.pid == Relation.pid)
+                .where(Relation.kind == "child", ContactInfo.email.is_not(None))
+                .order_by(Relation.pid)
+                .limit(1)
             )
         )
 
@@ -75,7 +82,9 @@ async def fill_kindergarten(http: httpx.AsyncClient) -> str:
     return draft
 
 
-async def test_kindergarten_from_login_to_receipt(http: httpx.AsyncClient, db: Database) -> None:
+async def test_kindergarten_from_login_to_receipt(
+    http: httpx.AsyncClient, db: Database, settings: Settings
+) -> None:
     pid = await parent_with_child(db)
     landed = await log_in(http, pid, next_path="/portal/services/kindergarten-place")
     assert landed.status_code == 200 and "Start" in landed.text
@@ -98,6 +107,11 @@ async def test_kindergarten_from_login_to_receipt(http: httpx.AsyncClient, db: D
         assert row.data["applicant_name"], "prefilled from the population register"
         log = await registry.data_access_log(session, pid)
     assert any(e.accessed_by == "portal:kindergarten-place" for e in log)
+    # The person gets an e-mail saying it arrived, never what was in it.
+    mails = [
+        m for m in read_outbox(settings.data_dir / "outbox") if reference.group(1) in m["text"]
+    ]
+    assert len(mails) == 1 and "Solsikken" not in mails[0]["text"]
 
 
 async def test_a_double_click_sends_once(http: httpx.AsyncClient, db: Database) -> None:

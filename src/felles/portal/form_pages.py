@@ -14,6 +14,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from sqlalchemy import delete, select
+from starlette.background import BackgroundTask
 
 from felles.identity import levels
 from felles.portal import authz, catalogue, forms
@@ -22,6 +23,7 @@ from felles.portal.form_texts import describe
 from felles.portal.forms import CHECK, FieldError, OpenDraft
 from felles.portal.login import login_url
 from felles.portal.models import PendingPost, Submission
+from felles.portal.notify import send_receipt_notice
 from felles.portal.runtime import PortalRuntime
 from felles.portal.session import PortalSession
 from felles.portal.web import current, not_found, page, redirect, to_login
@@ -474,7 +476,9 @@ async def draft_submit(request: Request, draft_id: str) -> Response:
             session,
             f"/portal/submissions/{sid}/receipt" if sid else f"/portal/drafts/{draft_id}",
         )
-    return redirect(rt, session, f"/portal/submissions/{submission.id}/receipt")
+    response = redirect(rt, session, f"/portal/submissions/{submission.id}/receipt")
+    response.background = BackgroundTask(send_receipt_notice, rt.db, rt.settings, submission.id)
+    return response
 
 
 @router.get("/portal/submissions/{submission_id}/receipt")
