@@ -7,6 +7,7 @@ kept (PendingPost) and applied once the person has logged in again: nothing type
 
 from __future__ import annotations
 
+import re
 import secrets
 from datetime import UTC, datetime
 from typing import Any
@@ -32,6 +33,9 @@ from felles.web.i18n import translations
 from felles.web.templating import request_language
 
 router = APIRouter(include_in_schema=False)
+# Where files are uploaded: the edge lets these bodies be as big as the largest file a
+# definition may allow (each service's own, smaller limit is checked on the way in).
+UPLOAD_PATHS = ((re.compile(r"^/portal/drafts/[A-Za-z0-9_-]{10,32}/attachments$"), 51_000_000),)
 PENDING_SECONDS = 8 * 3600
 MAX_FIELDS = 200
 # A long paste with an error on every line lists the first ones, then how many more.
@@ -286,7 +290,13 @@ async def _apply(
             values, errors = forms.read_page(opened, page_, posted)
             if errors:
                 return _render_page(
-                    request, rt, session, opened, page_, posted, errors, status_code=400
+                    request,
+                    rt,
+                    session,
+                    opened,
+                    page_,
+                    posted,
+                    errors,
                 )
             await forms.save_page(db, opened, page_, values)
         except forms.Conflict:
@@ -327,7 +337,7 @@ async def _group_action(
     if len(rows) > limit:
         errors = [FieldError(group.field, "too_many_rows", {"maxItems": limit})]
     if errors:
-        return _render_page(request, rt, session, opened, page_, posted, errors, status_code=400)
+        return _render_page(request, rt, session, opened, page_, posted, errors)
     await forms.change_rows(db, opened, group, rows)
     anchor = "#rows" if action != "add" else "#new-row"
     return redirect(rt, session, _draft_url(opened.draft.id, page_.id) + anchor)
@@ -461,7 +471,7 @@ async def draft_submit(request: Request, draft_id: str) -> Response:
             return redirect(rt, session, _draft_url(draft_id, forms.next_step(opened)))
         _, problems = forms.submitted_data(opened)
         if problems:
-            return _render_check(request, rt, session, opened, problems, status_code=400)
+            return _render_check(request, rt, session, opened, problems)
         try:
             submission = await forms.submit(db, opened, session.pid, session.party)
         except forms.Conflict:

@@ -84,10 +84,13 @@ class EdgeMiddleware:
         exempt_prefixes: Iterable[str],
         exempt_paths: Iterable[str] = (),
         https: bool,
+        upload_paths: Iterable[tuple[re.Pattern[str], int]] = (),
     ) -> None:
         self.app = app
         self.tokens = tokens
         self.max_body = max_body
+        # Paths that take files (pattern, limit): the only ones allowed bigger bodies.
+        self.upload_paths = tuple(upload_paths)
         self.exempt = tuple(exempt_prefixes)
         self.exempt_paths = frozenset(exempt_paths)
         self.https = https
@@ -139,15 +142,20 @@ class EdgeMiddleware:
                 message["headers"] = headers
             await send(message)
 
+        max_body = self.max_body
+        if self.upload_paths and scope["method"] == "POST":
+            for pattern, limit in self.upload_paths:
+                if pattern.match(scope["path"]):
+                    max_body = limit
         try:
-            if declared and (not declared.isdigit() or int(declared) > self.max_body):
+            if declared and (not declared.isdigit() or int(declared) > max_body):
                 refused = True
                 await guard_rejection(scope, "payload-too-large")(scope, receive, send_at_edge)
                 return
             csrf = state["csrf"] = CsrfState(self.tokens, scope)
             if scope["method"] not in SAFE_METHODS:
                 try:
-                    body = await read_body(receive, self.max_body)
+                    body = await read_body(receive, max_body)
                 except BodyTooLarge:
                     refused = True
                     await guard_rejection(scope, "payload-too-large")(scope, receive, send_at_edge)

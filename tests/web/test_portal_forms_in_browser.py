@@ -1,0 +1,140 @@
+"""Filling in a form in a real browser: log in with TestID through the portal, fill the
+kindergarten form with a prefilled child, check the answers, send, see the receipt.
+Every page passes axe (WCAG 2.1 AA) and fits 320 px, in all three languages; and the
+same journey works with JavaScript switched off."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+from playwright.async_api import Page
+from sqlalchemy import select
+
+from felles.db import Database
+from felles.portal.references import normalise
+from felles.registry.models import ContactInfo, Relation
+from tests.web.browser import (
+    ConsoleLog,
+    Site,
+    csp_violations,
+    format_violations,
+    layout_problems,
+    page_width,
+    report_best_practice,
+    run_axe,
+    split_violations,
+)
+
+pytestmark = pytest.mark.browser
+LANGUAGES = ("nb", "nn", "en")
+CONTINUE = "form[action*='/pages/'] button[value=continue]"
+
+
+async def check_page(page: Page, where: str, width: int) -> None:
+    wcag, best_practice = split_violations(await run_axe(page))
+    report_best_practice(where, best_practice)
+    assert not wcag, f"axe found WCAG 2.1 AA violations on {where}:\n" + format_violations(wcag)
+    assert await page_width(page) <= width, f"{where} scrolls sideways"
+    problems = await layout_problems(page)
+    assert not problems, f"{where}:\n" + "\n".join(problems)
+    assert await csp_violations(page) == []
+
+
+async def parents(db: Database, count: int) -> list[str]:
+    async with db.session() as session:
+        rows = await session.scalars(
+            select(Relation.pid)
+            .join(ContactInfo, ContactInfo.pid == Relation.pid)
+            .where(Relation.kind == "child")
+            .distinct()
+            .order_by(Relation.pid)
+            .limit(count)
+        )
+        return list(rows)
+
+
+async def log_in(page: Page, site: Site, pid: str, next_path: str) -> None:
+    await page.goto(site.url(f"/portal/login?next={next_path}"))
+    if "/login/testid" not in page.url:
+        await page.click("a.method-link[href^='/login/testid']")
+    await page.fill("#pid", pid)
+    await page.click("button[type=submit]")
+    assert next_path in page.url, page.url
+
+
+async def journey(
+    page: Page, site: Site, pid: str, where: str, width: int, *, axe: bool = True
+) -> str:
+    """From the service's start page to the receipt; returns the reference number.
+    (axe runs in the page's JavaScript: without JavaScript only the journey is checked.)"""
+
+    async def check(page: Page, where: str, width: int) -> None:
+        if axe:
+            await check_page(page, where, width)
+
+    await log_in(page, site, pid, "/portal/services/kindergarten-place")
+    await check(page, f"service start {where}", width)
+    await page.click("button.button--start")
+    assert "/pages/child" in page.url
+    await check(page, f"child page {where}", width)
+    await page.click(CONTINUE)  # nothing chosen: an error summary
+    assert await page.locator(".error-summary").count() == 1
+    await check(page, f"child page with an error {where}", width)
+    await page.check("#child")
+    await page.click(CONTINUE)
+    await page.fill("#start_date", "15.08.2027")
+    await check(page, f"start date page {where}", width)
+    await page.click(CONTINUE)
+    await page.check("#hours")
+    await page.click(CONTINUE)
+    await page.fill("#first_choice", "Solsikken barnehage")
+    await check(page, f"two questions page {where}", width)
+    await page.click(CONTINUE)
+    await page.check("#special_needs-no")
+    await page.click(CONTINUE)
+    assert page.url.endswith("/check"), page.url
+    await check(page, f"check your answers {where}", width)
+    assert "2027-08-15" in await page.content()
+    await page.click("form[action$='/submit'] button")
+    assert page.url.endswith("/receipt"), page.url
+    await check(page, f"receipt {where}", width)
+    reference = (await page.locator(".reference").inner_text()).strip()
+    assert normalise(reference) == reference
+    return reference
+
+
+@asynccontextmanager
+async def own_browser(
+    site: Site, lang: str, width: int, **options: Any
+) -> AsyncIterator[tuple[Page, ConsoleLog]]:
+    """A context of its own (its own login), in `lang`, at this width."""
+    context = await site.new_context(viewport={"width": width, "height": 800}, **options)
+    try:
+        page = await context.new_page()
+        console = ConsoleLog.attach(page)
+        await page.goto(site.url(f"/language/{lang}?next=/portal"))
+        yield page, console
+    finally:
+        await context.close()
+
+
+@pytest.mark.parametrize("width", [320, 1280], ids=lambda w: f"{w}px")
+@pytest.mark.parametrize("lang", LANGUAGES)
+async def test_fill_in_and_send(site: Site, db: Database, lang: str, width: int) -> None:
+    pid = (await parents(db, 6))[LANGUAGES.index(lang) * 2 + (width == 320)]
+    async with own_browser(site, lang, width) as (page, console):
+        await journey(page, site, pid, f"[{lang}, {width}px]", width)
+        assert console.unexpected_errors() == []
+        # Sent is sent: going back to the form leads to the receipt, not a second copy.
+        await page.go_back()
+        await page.reload()
+        assert "/receipt" in page.url, page.url
+
+
+async def test_works_without_javascript(site: Site, db: Database) -> None:
+    pid = (await parents(db, 7))[6]
+    async with own_browser(site, "en", 1280, java_script_enabled=False) as (page, _console):
+        assert await journey(page, site, pid, "[no JavaScript]", 1280, axe=False)
