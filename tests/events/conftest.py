@@ -3,6 +3,7 @@ dispatchers over the session's database."""
 
 from __future__ import annotations
 
+import contextlib
 import random
 import threading
 import time
@@ -163,13 +164,13 @@ async def subscribe(db: Database, box: SecretBox) -> AsyncIterator[Any]:
     yield make
     async with db.session() as session:
         for orgnr, sub_id in made:
-            try:
+            with contextlib.suppress(service.NotFound):
                 await service.delete_subscription(session, orgnr, sub_id)
-            except service.NotFound:
-                pass
 
 
-async def emit_many(db: Database, org: str, count: int, type: str = "no.felles.test.thing") -> list[str]:
+async def emit_many(
+    db: Database, org: str, count: int, type: str = "no.felles.test.thing"
+) -> list[str]:
     async with db.session() as session:
         return [
             await service.emit(

@@ -5,8 +5,8 @@ gives the portal's agencies `/subscriptions` and `/events` for the portal's even
 only, guarded by the portal's scope; the mailbox mounts its own the same way.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: FastAPI must see each endpoint's annotations as
+# objects, and `Agency` is local to `router_for`.
 from datetime import datetime
 from typing import Annotated, Any
 
