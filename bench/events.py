@@ -213,7 +213,7 @@ async def measure(args: argparse.Namespace, url: str, hook: str) -> dict[str, An
         await service.add_subscription(
             session, ORG, hook + "/hook", ["no.felles.portal."], box=box, local_http=True
         )
-    dispatcher = Dispatcher(db, box, batch=args.batch)
+    dispatcher = Dispatcher(db, box, batch=args.batch, interval=args.poll)
     try:
         wall, inside = await emit_all(db, args.events, args.per_transaction)
         fanned, fan_s = await drain(dispatcher.fan_out)
@@ -233,6 +233,7 @@ async def measure(args: argparse.Namespace, url: str, hook: str) -> dict[str, An
         "deliveries_per_s": delivered / deliver_s,
         "latency_events": len(latencies),
         "latency_rate_per_s": args.rate,
+        "poll_seconds": args.poll,
         "latency_p50_ms": percentile(latencies, 0.5),
         "latency_p99_ms": percentile(latencies, 0.99),
     }
@@ -274,6 +275,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=200, help="Dispatcher claim size.")
     parser.add_argument("--latency-events", type=int, default=1_000)
     parser.add_argument("--rate", type=float, default=200.0, help="Events/s in the latency phase.")
+    parser.add_argument(
+        "--poll", type=float, default=1.0, help="Idle wake-up, s (FELLES_EVENTS_POLL_SECONDS)."
+    )
     parser.add_argument("--markdown", action="store_true", help="Also print a Markdown table.")
     parser.add_argument("--output", type=Path, help="JSON file (default bench/results/...).")
     args = parser.parse_args()

@@ -38,6 +38,7 @@ DELIVERY = cast(Table, Delivery.__table__)
 SUBSCRIPTION = cast(Table, Subscription.__table__)
 FIRST_BACKOFF = 5.0
 MAX_BACKOFF = 3600.0
+NUDGE_CHECK = 0.02  # seconds between looks at this process's emit counter when idle
 DISABLE_AFTER = 20  # deliveries given up in a row: the endpoint is gone
 
 Clock = Callable[[], datetime]
@@ -168,7 +169,19 @@ class Dispatcher:
             if fanned or attempted:
                 await asyncio.sleep(0)
             else:
-                await self.sleep(self.interval)
+                await self._idle()
+
+    async def _idle(self) -> None:
+        """Wait up to `interval`, but only a moment past an emit in this process (its
+        transaction has then most likely committed)."""
+        seen = service.emitted()
+        waited = 0.0
+        while waited < self.interval:
+            step = min(NUDGE_CHECK, self.interval - waited)
+            await self.sleep(step)
+            waited += step
+            if service.emitted() != seen:
+                return
 
     def _next_purge(self) -> float | None:
         if not self.purge_every:
