@@ -290,7 +290,7 @@ def main() -> None:
         row = asyncio.run(measure(args, url, hook))
     console.print(table(label, row))
     if args.markdown:
-        console.print(markdown(label, row), markup=False, highlight=False)
+        print(markdown(label, row))
     backend = "postgresql" if label.startswith("PostgreSQL") else "sqlite"
     output = args.output or HERE / "results" / f"events-{backend}.json"
     output.parent.mkdir(parents=True, exist_ok=True)
