@@ -100,10 +100,12 @@ def settings(database_url: str, data_dir: Path) -> Settings:
 async def db(settings: Settings) -> AsyncIterator[Database]:
     """The session's database, migrated and seeded with a small synthetic country."""
     from felles.demo.service import seed_if_empty
+    from felles.portal.demo import publish_examples
 
     database = Database(settings.resolved_database_url)
     await database.upgrade()
     await seed_if_empty(database, persons=DEMO_PERSONS, seed=DEMO_SEED)
+    await publish_examples(database)
     yield database
     await database.dispose()
 

@@ -20,6 +20,10 @@ from felles.identity import api as identity_api
 from felles.identity import demo_rp, passkey_pages, password_pages, upstream_pages
 from felles.identity import pages as identity_pages
 from felles.identity.runtime import IdentityRuntime
+from felles.portal import form_pages as portal_form_pages
+from felles.portal import login as portal_login
+from felles.portal import pages as portal_pages
+from felles.portal.runtime import PortalRuntime
 from felles.web import pages as web_pages
 from felles.web.edge import EdgeMiddleware
 from felles.web.errors import install_error_handlers
@@ -77,6 +81,7 @@ def create_app(settings: Settings | None = None) -> FellesApp:
     app.state.db = Database(settings.resolved_database_url, connections=settings.db_connections)
     app.state.identity = IdentityRuntime(settings, app.state.db)
     app.state.events = EventsRuntime(settings, app.state.db)
+    app.state.portal = PortalRuntime(settings, app.state.db)
 
     install_error_handlers(app)
 
@@ -94,6 +99,8 @@ def create_app(settings: Settings | None = None) -> FellesApp:
     )
     for method in (password_pages, passkey_pages, upstream_pages):
         app.include_router(method.router)
+    for part in (portal_login, portal_pages, portal_form_pages):
+        app.include_router(part.router)
     return app
 
 

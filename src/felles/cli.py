@@ -67,6 +67,7 @@ def serve(
 
     from felles.demo.service import seed_if_empty
     from felles.identity.demo import seed_scopes
+    from felles.portal.demo import publish_examples
     from felles.web.http import CoalescingHttpProtocol
 
     conf = settings()
@@ -83,6 +84,7 @@ def serve(
         if demo:
             await seed_if_empty(db, persons=conf.demo_persons, seed=conf.demo_seed)
             await seed_scopes(db)
+            await publish_examples(db)
 
     run(with_database(conf, prepare))
     if workers > 1:
@@ -168,6 +170,7 @@ def _register_parts() -> None:
     from felles.identity.cli import app as identity_app
     from felles.identity.clients_cli import clients_app, scopes_app
     from felles.identity.upstream_cli import app as upstream_app
+    from felles.portal.cli import app as portal_app
     from felles.registry.cli import app as registry_app
 
     app.add_typer(registry_app, name="registry")
@@ -176,6 +179,7 @@ def _register_parts() -> None:
     app.add_typer(clients_app, name="clients")
     app.add_typer(scopes_app, name="scopes")
     app.add_typer(upstream_app, name="upstream")
+    app.add_typer(portal_app, name="portal")
 
 
 _register_parts()

@@ -23,6 +23,7 @@ def seed_command(
     """Create a synthetic country: people, families, businesses with roles, agencies."""
     from felles.demo.service import DemoError, seed_country
     from felles.identity.demo import seed_scopes
+    from felles.portal.demo import publish_examples
 
     conf = settings()
     if not conf.demo_allowed():
@@ -47,6 +48,7 @@ def seed_command(
                 progress=lambda done: bar.update(task, completed=done),
             )
         await seed_scopes(db)
+        await publish_examples(db)
         return summary
 
     try:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
+from datetime import datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
+from babel.dates import format_datetime
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, select_autoescape
@@ -60,6 +63,19 @@ def vendor_stylesheets() -> list[str]:
     return [f"vendor/{n}" for n in names if (VENDOR_DIR / n).exists()]
 
 
+LOCAL_TIME = ZoneInfo("Europe/Oslo")
+BABEL_LOCALES = {"nb": "nb_NO", "nn": "nn_NO", "en": "en_GB"}
+
+
+def local_time(value: datetime | None, lang: str, format: str = "medium") -> str:
+    """A moment as people here read it: Norwegian time, in the page's language."""
+    if value is None:
+        return ""
+    return format_datetime(
+        value.astimezone(LOCAL_TIME), format, locale=BABEL_LOCALES.get(lang, "nb_NO")
+    )
+
+
 def request_language(request: Request) -> str:
     cached = getattr(request.state, "lang", None)
     if cached:
@@ -88,6 +104,7 @@ def render(
         "_": catalog.gettext,
         "gettext": catalog.gettext,
         "ngettext": catalog.ngettext,
+        "format_time": lambda value, format="medium": local_time(value, lang, format),
         "csrf_token": csrf.token() if (csrf := getattr(request.state, "csrf", None)) else "",
         # Path and query, so switching language keeps e.g. a login's `auth` id.
         "current_path": request.url.path + (f"?{request.url.query}" if request.url.query else ""),

@@ -1,7 +1,7 @@
 """events: outbox, webhook subscriptions, deliveries
 
 Revision ID: 0005
-Revises: 0003
+Revises: 0004
 Create Date: 2026-11-30 09:00:00
 
 On PostgreSQL the outbox's `seq` comes from `events_next_seq()`, which gives the
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0005"
-down_revision = "0003"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
