@@ -161,7 +161,7 @@ async def test_a_crashed_dispatchers_lease_expires_and_the_event_is_redelivered(
     survivor = dispatchers()
     await survivor.run_once()
     assert event_id not in receiver.ids()  # still leased to the crashed one
-    clock.advance(minutes=6)
+    clock.advance(minutes=11)
     await survivor.run_once()
     assert receiver.ids().count(event_id) == 1
     assert (await delivery(db, sub, event_id)).status == "delivered"

@@ -118,7 +118,7 @@ class Dispatcher:
         batch: int = 200,
         per_endpoint: int = 4,
         total: int = 32,
-        lease: timedelta = timedelta(minutes=5),
+        lease: timedelta = timedelta(minutes=10),
         max_attempts: int = 15,
         give_up_after: timedelta = timedelta(hours=48),
         interval: float = 1.0,
