@@ -12,6 +12,8 @@ from fastapi.staticfiles import StaticFiles
 from felles import __version__
 from felles.config import Settings, get_settings
 from felles.db import Database
+from felles.events import api as events_api
+from felles.events.runtime import EventsRuntime
 from felles.identity import account as identity_account
 from felles.identity import admin_api as identity_admin_api
 from felles.identity import api as identity_api
@@ -43,12 +45,14 @@ def create_app(settings: Settings | None = None) -> FellesApp:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await app.state.identity.start()
+        await app.state.events.start()
         # Start-up objects live for the whole process: keep the collector off them, and
         # collect less often (requests free their objects by reference counting).
         gc.collect()
         gc.freeze()
         gc.set_threshold(20_000, 50, 100)
         yield
+        await app.state.events.close()
         await app.state.identity.close()
         password_login = getattr(app.state, "password_login", None)
         if password_login is not None:  # close its Redis pool, if it has one
@@ -77,6 +81,7 @@ def create_app(settings: Settings | None = None) -> FellesApp:
     app.state.settings = settings
     app.state.db = Database(settings.resolved_database_url, connections=settings.db_connections)
     app.state.identity = IdentityRuntime(settings, app.state.db)
+    app.state.events = EventsRuntime(settings, app.state.db)
     app.state.portal = PortalRuntime(settings, app.state.db)
 
     install_error_handlers(app)
@@ -88,6 +93,11 @@ def create_app(settings: Settings | None = None) -> FellesApp:
     app.include_router(identity_account.router)
     app.include_router(identity_admin_api.router)
     app.include_router(demo_rp.router)
+    app.include_router(
+        events_api.router_for(
+            "/api/portal/v1", "felles:portal.submissions", "no.felles.portal.", "portal events"
+        )
+    )
     for method in (password_pages, passkey_pages, upstream_pages):
         app.include_router(method.router)
     for part in (portal_login, portal_pages, portal_form_pages):

@@ -106,6 +106,28 @@ def serve(
     )
 
 
+@app.command()
+def worker() -> None:
+    """Fan out and deliver events (webhooks) until Ctrl+C, apart from the web servers
+    (then set FELLES_EVENTS_DISPATCH=false for `felles serve`)."""
+    from felles.events.runtime import EventsRuntime
+
+    conf = settings()
+
+    async def work(db: Database) -> None:
+        if conf.is_sqlite or conf.env.value != "prod":
+            await db.upgrade()
+        runtime = EventsRuntime(conf, db)
+        dispatcher = runtime.dispatcher()
+        err.print("Felles worker is delivering events  (press Ctrl+C to stop)")
+        try:
+            await dispatcher.run()
+        finally:
+            await runtime.close()
+
+    run(with_database(conf, work))
+
+
 async def connection_budget_warning(db: Database, workers: int) -> str | None:
     """Why the workers' pools could ask PostgreSQL for more connections than it allows
     (each worker has two pools of up to FELLES_DB_CONNECTIONS), or None."""

@@ -46,6 +46,12 @@ class Settings(BaseSettings):
     trusted_proxies: str = "127.0.0.1"
     # How often each server process deletes expired codes, sessions, tokens ...; 0: never.
     purge_minutes: float = Field(default=10, ge=0, le=24 * 60)
+    # Each server process fans out and delivers webhooks in the background; off when
+    # separate `felles worker` processes do it.
+    events_dispatch: bool = True
+    events_poll_seconds: float = Field(default=1.0, gt=0, le=60)
+    # How long events stay in the pull feed (GET .../events) after they happened.
+    events_keep_days: int = Field(default=30, ge=3, le=3650)
 
     @field_validator("base_url")
     @classmethod

@@ -42,7 +42,7 @@ def request_fingerprint(method: str, path: str, payload: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-SECRET_FIELDS = ("client_secret",)
+SECRET_FIELDS = ("client_secret", "secret")
 
 
 async def once(
@@ -102,7 +102,7 @@ def _redacted(body: Any) -> Any:
     if isinstance(body, dict) and any(f in body for f in SECRET_FIELDS):
         return {
             **{k: v for k, v in body.items() if k not in SECRET_FIELDS},
-            "client_secret_redacted": True,
+            **{f"{f}_redacted": True for f in SECRET_FIELDS if f in body},
         }
     return body
 
