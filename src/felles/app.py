@@ -18,6 +18,7 @@ from felles.identity import api as identity_api
 from felles.identity import demo_rp, passkey_pages, password_pages, upstream_pages
 from felles.identity import pages as identity_pages
 from felles.identity.runtime import IdentityRuntime
+from felles.portal import api as portal_api
 from felles.web import pages as web_pages
 from felles.web.edge import EdgeMiddleware
 from felles.web.errors import install_error_handlers
@@ -81,6 +82,7 @@ def create_app(settings: Settings | None = None) -> FellesApp:
     app.include_router(identity_pages.router)
     app.include_router(identity_account.router)
     app.include_router(identity_admin_api.router)
+    app.include_router(portal_api.router)
     app.include_router(demo_rp.router)
     for method in (password_pages, passkey_pages, upstream_pages):
         app.include_router(method.router)
