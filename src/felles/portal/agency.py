@@ -19,7 +19,7 @@ import secrets
 import unicodedata
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -39,6 +39,7 @@ from felles.portal.models import (
     SubmissionStatus,
 )
 from felles.registry import service as registry
+from felles.registry.numbers import parse_orgnr, parse_pid
 
 MAX_ATTACHMENTS = 10
 MAX_ATTACHMENT_BYTES = 10_000_000
@@ -509,19 +510,21 @@ async def send_correspondence(
     title, body, sender_reference = _message_texts(title, body, sender_reference)
     files = _checked_attachments(attachments or [])
     if recipient_kind is PartyKind.person:
+        number = parse_pid(recipient_id).value
         access = registry.Access(accessed_by=sender_orgnr, purpose="correspondence")
-        if not await registry.person_exists(session, recipient_id, access):
+        if not await registry.person_exists(session, number, access):
             raise UnknownRecipient("No person with that national identity number")
     else:
+        number = parse_orgnr(recipient_id)
         try:
-            await registry.get_organisation(session, recipient_id)
+            await registry.get_organisation(session, number)
         except registry.NotFound:
             raise UnknownRecipient("No organisation with that organisation number") from None
     at = now()
     message = Message(
         id=str(uuid.uuid4()),
         party_kind=recipient_kind.value,
-        party_id=recipient_id,
+        party_id=number,
         kind=MessageKind.correspondence.value,
         sender_orgnr=sender_orgnr,
         submission_id=None,
@@ -542,9 +545,10 @@ async def send_correspondence(
             sha256=hashlib.sha256(content).hexdigest(),
             content=content,
             scan_status=ScanStatus.pending.value,
-            created_at=at,
+            # A microsecond apart: the files are listed in the order they were sent.
+            created_at=at + timedelta(microseconds=index),
         )
-        for filename, kind, content in files
+        for index, (filename, kind, content) in enumerate(files)
     ]
     session.add_all(rows)
     await session.flush()
