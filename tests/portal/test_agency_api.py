@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import json
 import random
 import secrets
 from datetime import UTC, date, datetime, timedelta
@@ -549,3 +550,29 @@ async def test_publish_with_idempotency_key(client: httpx.AsyncClient, oslo: Age
         f"{API}/services", json={**document, "version": 2}, headers=headers
     )
     problem_of(different, 409, "conflict")
+
+
+async def test_input_no_database_can_store_is_a_problem_not_a_crash(
+    client: httpx.AsyncClient, oslo: AgencyAuth
+) -> None:
+    """Found by probing past the fuzzer: these were 500s on PostgreSQL."""
+    huge = example("kindergarten-place")
+    huge["code"] = f"test-huge-{secrets.token_hex(3)}"
+    huge["version"] = 2**40  # beyond the int4 column
+    response = await client.post(f"{API}/services", json=huge, headers=oslo.headers)
+    body = problem_of(response, 422, "invalid-definition")
+    assert body["errors"][0]["pointer"] == "/version"
+
+    nul = example("kindergarten-place")
+    nul["code"] = f"test-nul-{secrets.token_hex(3)}"
+    nul["schema"]["properties"]["first_choice"]["description"] = "a\x00b"
+    response = await client.post(f"{API}/services", json=nul, headers=oslo.headers)
+    body = problem_of(response, 422, "invalid-definition")
+    assert body["errors"][0]["pointer"] == "/schema/properties/first_choice/description"
+
+    for cursor in (["2025-01-01T00:00:00", "a\x00"], ["0001-01-01T00:00:00+10:00", "a"]):
+        after = base64.urlsafe_b64encode(json.dumps(cursor).encode()).decode().rstrip("=")
+        response = await client.get(
+            f"{API}/submissions", params={"after": after}, headers=oslo.headers
+        )
+        problem_of(response, 422, "validation")

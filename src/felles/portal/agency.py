@@ -218,6 +218,9 @@ def _attachment_info(row: Attachment) -> AttachmentInfo:
     )
 
 
+_CURSOR_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
 def _encode_cursor(at: datetime, ident: str) -> str:
     text = json.dumps([at.isoformat(), ident], separators=(",", ":"))
     return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
@@ -228,11 +231,12 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         at, ident = json.loads(raw)
         moment = datetime.fromisoformat(at)
-        if not isinstance(ident, str):
+        moment = (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
+        if not isinstance(ident, str) or not _CURSOR_ID.match(ident):
             raise TypeError
-    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
+    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError, OverflowError):
         raise Invalid("Not a cursor this API gave out", field="after") from None
-    return _utc(moment) or moment, ident
+    return moment, ident
 
 
 async def _own_submission(
@@ -589,21 +593,33 @@ async def message_status(
 # --- Services ---------------------------------------------------------------------------
 
 
-def _nul_problems(value: Any, pointer: str = "") -> list[str]:
-    """Strings with NUL characters, which PostgreSQL cannot store as text."""
+def _unstorable(text: str) -> bool:
+    """NUL (PostgreSQL's text refuses it) or a lone surrogate (not encodable as UTF-8)."""
+    if "\x00" in text:
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _text_problems(value: Any, pointer: str = "") -> list[str]:
+    """Strings in a document that no database can store as text."""
     where = pointer.lstrip("/") or "(top)"
     if isinstance(value, str):
-        return [f"{where}: must not contain NUL characters"] if "\x00" in value else []
+        found_here = _unstorable(value)
+        return [f"{where}: contains NUL or unpaired surrogate characters"] if found_here else []
     if isinstance(value, dict):
         found: list[str] = []
         for key, item in value.items():
-            if "\x00" in str(key):
-                found.append(f"{where}: a key contains NUL characters")
+            if _unstorable(str(key)):
+                found.append(f"{where}: a key contains NUL or unpaired surrogate characters")
             else:
-                found += _nul_problems(item, f"{pointer}/{key}")
+                found += _text_problems(item, f"{pointer}/{key}")
         return found
     if isinstance(value, list):
-        return [p for i, item in enumerate(value) for p in _nul_problems(item, f"{pointer}/{i}")]
+        return [p for i, item in enumerate(value) for p in _text_problems(item, f"{pointer}/{i}")]
     return []
 
 
@@ -612,9 +628,9 @@ async def publish(
 ) -> PublishedService:
     """Publish a definition whose owner is the calling agency (by slug or number).
     DefinitionError lists every problem; NotOwner when it names another agency."""
-    nul = _nul_problems(document)
-    if nul:
-        raise DefinitionError(nul)
+    unstorable = _text_problems(document)
+    if unstorable:
+        raise DefinitionError(unstorable)
     definition = parse(document)
     try:
         agency = await registry.get_agency(session, definition.owner)
