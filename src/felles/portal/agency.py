@@ -173,7 +173,9 @@ class AnswerKind(StrEnum):
 # --- Events -----------------------------------------------------------------------------
 
 
-async def _changed(session: AsyncSession, kind: str, subject: Submission | Message) -> None:
+async def _changed(
+    session: AsyncSession, kind: str, submission_or_message: Submission | Message
+) -> None:
     """Where the agency side emits its events ("submission.acknowledged",
     "submission.decided", "message.created"). A no-op until the outbox (`felles.events`)
     lands; then this writes the event in the same transaction as the change."""
