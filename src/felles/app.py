@@ -20,6 +20,7 @@ from felles.identity import api as identity_api
 from felles.identity import demo_rp, passkey_pages, password_pages, upstream_pages
 from felles.identity import pages as identity_pages
 from felles.identity.runtime import IdentityRuntime
+from felles.portal import api as portal_api
 from felles.portal import form_pages as portal_form_pages
 from felles.portal import login as portal_login
 from felles.portal import pages as portal_pages
@@ -92,6 +93,7 @@ def create_app(settings: Settings | None = None) -> FellesApp:
     app.include_router(identity_pages.router)
     app.include_router(identity_account.router)
     app.include_router(identity_admin_api.router)
+    app.include_router(portal_api.router)
     app.include_router(demo_rp.router)
     app.include_router(
         events_api.router_for(

@@ -154,7 +154,8 @@ class Receipt(Definition):
 
 class ServiceDefinition(Definition):
     code: Annotated[str, Field(pattern=CODE_PATTERN)]
-    version: Annotated[int, Field(ge=1)] = 1
+    # Bounded: the version is an integer column (PostgreSQL's int4).
+    version: Annotated[int, Field(ge=1, le=1_000_000)] = 1
     owner: Annotated[str, Field(min_length=2, max_length=50)]
     name: Text
     description: Text

@@ -25,6 +25,14 @@ PROBLEMS: dict[str, tuple[int, str]] = {
     "rate-limited": (429, "Too many requests"),
     "internal": (500, "Something went wrong on our side"),
     "unavailable": (503, "The service is temporarily unavailable"),
+    # The portal's agency API.
+    "invalid-definition": (
+        422,
+        "The service definition cannot be published; errors lists every problem with a pointer",
+    ),
+    "unknown-recipient": (422, "The recipient is not in the population or business register"),
+    "not-ready": (409, "This is not ready yet; try again in a little while"),
+    "infected-file": (409, "The file was found infected by the virus scan and is not handed out"),
 }
 
 STATUS_TO_SLUG: dict[int, str] = {}
@@ -82,12 +90,16 @@ class ProblemError(Exception):
         self.extra = extra
 
     def response(self, instance: str | None = None) -> JSONResponse:
-        errors = [{"field": self.field, "detail": self.detail}] if self.field else None
+        extra = dict(self.extra)
+        # An explicit `errors` list (several problems at once) wins over the one field.
+        errors = extra.pop("errors", None)
+        if errors is None and self.field:
+            errors = [{"field": self.field, "detail": self.detail}]
         return problem(
             self.slug,
             detail=self.detail,
             instance=instance,
             errors=errors,
             headers=self.headers,
-            **self.extra,
+            **extra,
         )

@@ -1,0 +1,176 @@
+"""Fixtures for the portal's agency API: agencies' machine tokens and submissions."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from joserfc.jwk import ECKey
+
+from felles.db import Database
+from felles.identity import clients
+from felles.portal.api import SCOPE
+from felles.portal.models import Attachment, Draft, Submission
+from felles.portal.references import new_reference
+from felles.registry import service as registry
+from tests.identity.oidc import client_assertion, keyset
+
+ISSUER = "http://testserver"
+
+
+@dataclass(frozen=True)
+class AgencyAuth:
+    """An agency's server: its organisation number and a machine token for the API."""
+
+    orgnr: str
+    token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"authorization": f"Bearer {self.token}"}
+
+
+async def ensure_scope(db: Database, name: str = SCOPE) -> None:
+    """The portal's scope as the demo has it: owned by digdir, public."""
+    async with db.session() as session:
+        if name in {s.name for s in await clients.list_scopes(session)}:
+            return
+        owner = (await registry.get_agency(session, "digdir")).orgnr
+        await clients.add_scope(session, name, owner_orgnr=owner, public=True)
+
+
+async def machine_token(
+    db: Database, http: httpx.AsyncClient, orgnr: str, scope: str = SCOPE
+) -> str:
+    """A new machine client of `orgnr` registered for `scope`, and a token from /token."""
+    await ensure_scope(db, scope)
+    key = ECKey.generate_key("P-256")
+    key.ensure_kid()
+    async with db.session() as session:
+        client, _ = await clients.add_client(
+            session,
+            clients.NewClient(
+                name="Agency server",
+                orgnr=orgnr,
+                auth_method="private_key_jwt",
+                jwks=keyset(key),
+                scopes=[scope],
+                grant_types=[clients.GRANT_JWT_BEARER],
+            ),
+        )
+    assertion = client_assertion(key, client.client_id, ISSUER, scope=scope, sub=None)
+    response = await http.post(
+        "/token",
+        data={"grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer", "assertion": assertion},
+    )
+    assert response.status_code == 200, response.text
+    token: str = response.json()["access_token"]
+    return token
+
+
+async def agency_auth(db: Database, http: httpx.AsyncClient, slug: str) -> AgencyAuth:
+    async with db.session() as session:
+        orgnr = (await registry.get_agency(session, slug)).orgnr
+    return AgencyAuth(orgnr, await machine_token(db, http, orgnr))
+
+
+@pytest.fixture
+async def oslo(db: Database, client: httpx.AsyncClient) -> AgencyAuth:
+    """Oslo kommune, owner of kindergarten-place."""
+    return await agency_auth(db, client, "oslo-kommune")
+
+
+@pytest.fixture
+async def skatt(db: Database, client: httpx.AsyncClient) -> AgencyAuth:
+    """Skatteetaten, owner of vat-return and change-of-address."""
+    return await agency_auth(db, client, "skatteetaten")
+
+
+@pytest.fixture
+async def people(db: Database) -> list[str]:
+    async with db.session() as session:
+        return [p.pid for p in await registry.list_people(session, limit=5)]
+
+
+MakeSubmission = Callable[..., Awaitable[Submission]]
+
+
+@pytest.fixture
+def make_submission(db: Database, people: list[str]) -> MakeSubmission:
+    """Insert a draft and its submission directly, as the citizens' side will."""
+
+    async def make(
+        owner_orgnr: str,
+        *,
+        service_code: str = "kindergarten-place",
+        party_kind: str = "person",
+        party_id: str | None = None,
+        submitted_at: datetime | None = None,
+        data: dict[str, Any] | None = None,
+        attachments: list[tuple[str, str, bytes]] = (),  # type: ignore[assignment]
+        receipt_pdf: bytes | None = None,
+    ) -> Submission:
+        at = submitted_at or datetime.now(UTC)
+        pid = people[0]
+        draft_id = secrets.token_hex(16)
+        submission = Submission(
+            id=str(uuid.uuid4()),
+            reference=new_reference(),
+            draft_id=draft_id,
+            service_code=service_code,
+            service_version=1,
+            owner_orgnr=owner_orgnr,
+            party_kind=party_kind,
+            party_id=party_id or pid,
+            submitted_by=pid,
+            data=data if data is not None else {"first_choice": "Solsikken barnehage"},
+            status="received",
+            submitted_at=at,
+            receipt_pdf=receipt_pdf,
+            receipt_ready_at=at if receipt_pdf else None,
+        )
+        async with db.session() as session:
+            session.add(
+                Draft(
+                    id=draft_id,
+                    service_code=service_code,
+                    service_version=1,
+                    party_kind=party_kind,
+                    party_id=party_id or pid,
+                    created_by=pid,
+                    data=submission.data,
+                    prefilled={},
+                    pages_done=[],
+                    revision=1,
+                    created_at=at - timedelta(minutes=5),
+                    updated_at=at,
+                    submitted_at=at,
+                )
+            )
+            session.add(submission)
+            await session.flush()
+            for filename, content_type, content in attachments:
+                session.add(
+                    Attachment(
+                        id=secrets.token_hex(16),
+                        draft_id=draft_id,
+                        submission_id=submission.id,
+                        filename=filename,
+                        content_type=content_type,
+                        size=len(content),
+                        sha256=hashlib.sha256(content).hexdigest(),
+                        content=content,
+                        scan_status="clean",
+                        created_at=at,
+                    )
+                )
+        return submission
+
+    return make
