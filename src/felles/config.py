@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     trusted_proxies: str = "127.0.0.1"
     # How often each server process deletes expired codes, sessions, tokens ...; 0: never.
     purge_minutes: float = Field(default=10, ge=0, le=24 * 60)
+    # Virus scanning of uploads: "eicar" (refuses only the EICAR test file: dev and
+    # demo), "clamd://host:port" (ClamAV's daemon), or "none".
+    virus_scanner: str = Field(default="eicar", pattern=r"^(eicar|none|clamd://[^/:]+:[0-9]+)$")
 
     @field_validator("base_url")
     @classmethod
