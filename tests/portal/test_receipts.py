@@ -19,7 +19,7 @@ from felles.portal.definition import Attachments
 from felles.portal.models import PartyKind, Submission
 from felles.registry import service as registry
 
-from .conftest import make_submission, some_organisation, some_person
+from .conftest import make_draft, make_submission, some_organisation, some_person
 
 KINDERGARTEN = {
     "applicant_name": "Kari Nordmann",
@@ -147,18 +147,14 @@ async def test_the_download_renders_when_the_worker_has_not(db: Database) -> Non
 
 
 async def test_attachments_are_listed(db: Database) -> None:
+    draft = await make_draft(db)
     submission = await make_submission(db, "kindergarten-place", KINDERGARTEN)
     content = b"%PDF-1.4\n%%EOF\n"
     rules = Attachments(types=["application/pdf"])
     upload = attachments.check_upload("legeerklæring.pdf", content, rules, 0)
     async with db.session() as session:
-        await attachments.add_to_message(session, "m", upload, content)  # not this one
-        row = await attachments.add_to_message(session, "m2", upload, content)
-        from felles.portal.models import Attachment
-
-        found = await session.get(Attachment, row.id)
-        assert found is not None
-        found.message_id, found.submission_id = None, submission.id
+        await attachments.add_to_draft(session, draft, upload, content)
+        assert await attachments.move_to_submission(session, draft, submission.id) == 1
     with CountingPool() as pool:
         text = text_of(await receipts.receipt_pdf(db, submission.id, pool=pool))
     assert "legeerklæring.pdf" in text and "Vedlegg" in text
