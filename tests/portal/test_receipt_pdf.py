@@ -244,3 +244,20 @@ def test_metadata(definitions: dict[str, ServiceDefinition]) -> None:
     assert reader.metadata.title == "Kvittering K7M-4RX-9TE: Søknad om barnehageplass"
     assert reader.metadata.creation_date is not None
     assert reader.trailer["/Root"]["/Lang"] == "nn-NO"
+
+
+def test_a_huge_table_cell_is_cut_short_not_run_off_the_page(
+    definitions: dict[str, ServiceDefinition],
+) -> None:
+    rows = [
+        {"description": "ord " * 20_000, "basis": 1, "rate": 25},
+        {"description": "Neste", "basis": 2, "rate": 0},
+    ]
+    data = {"business_orgnr": ORGNR, "period": "2026-3", "lines": rows}
+    pdf = render_receipt(
+        definitions["vat-return"],
+        facts(data, party_is_person=False, party_number=ORGNR),
+        "en",
+    )
+    text = flat(pdftotext(pdf))
+    assert "…" in text and "Neste" in text

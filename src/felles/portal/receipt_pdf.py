@@ -424,10 +424,14 @@ class _Writer:
         line = 4.6
         self.font(9)
 
+        # A cell never runs past a page: what would is cut short with an ellipsis.
+        most = int((pdf.page_break_trigger - pdf.t_margin) / line) - 4
+
         def cell_lines(text: str, width: float) -> list[str]:
             if self.width_of(text) <= width - 2 * pad:
                 return [text]
-            return self.wrap(text, width - 2 * pad)
+            lines = self.wrap(text, width - 2 * pad)
+            return lines if len(lines) <= most else [*lines[: most - 1], "…"]
 
         def draw(cells: list[str], bold: bool) -> None:
             self.font(9, "B" if bold else "")
@@ -447,7 +451,8 @@ class _Writer:
                         left = x + width - pad - self.width_of(text)
                     pdf.text(left, top + 0.8 + line * (index + 0.75), text)
                 x += width
-            pdf.set_draw_color(180, 180, 180) if not bold else pdf.set_draw_color(0, 0, 0)
+            shade = 0 if bold else 180
+            pdf.set_draw_color(shade, shade, shade)
             pdf.line(MARGIN_MM, top + height, MARGIN_MM + self.width, top + height)
             pdf.set_y(top + height)
 
