@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     events_poll_seconds: float = Field(default=1.0, gt=0, le=60)
     # How long events stay in the pull feed (GET .../events) after they happened.
     events_keep_days: int = Field(default=30, ge=3, le=3650)
+    # Virus scanning of uploads: "eicar" (refuses only the EICAR test file: dev and
+    # demo), "clamd://host:port" (ClamAV's daemon), or "none".
+    virus_scanner: str = Field(default="eicar", pattern=r"^(eicar|none|clamd://[^/:]+:[0-9]+)$")
 
     @field_validator("base_url")
     @classmethod

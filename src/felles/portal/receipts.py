@@ -1,0 +1,286 @@
+"""Receipt PDFs made in the background, so a submission never waits for one.
+
+A submission is stored with `receipt_ready_at` empty; `generate_pending` (run now and
+then by a worker) renders those receipts and stores them. Several workers may run: on
+PostgreSQL each claims a submission with `FOR UPDATE SKIP LOCKED`, so no receipt is
+rendered twice. `receipt_pdf` serves the download link and renders at once when the
+worker has not got there yet, so the link always works.
+
+Rendering is CPU work (pure-Python fpdf2) and runs in a process pool, not on the event
+loop and not in a thread: a thread would hold the GIL and slow every request the process
+serves. One worker process is enough (a receipt takes milliseconds) and keeps the
+memory cost fixed. Where processes cannot be made (some sandboxes lack the semaphores
+multiprocessing needs) it falls back to a thread.
+
+Language: the stored copy is in bokmål, the official record, and needs no table change
+and no lookup of the submitter's preferences. A download in nynorsk or English renders
+on demand and is not stored; it costs a few milliseconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import multiprocessing
+import random
+import threading
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from felles.db import Database
+from felles.portal import attachments, catalogue
+from felles.portal.definition import ServiceDefinition
+from felles.portal.models import Draft, PartyKind, ServiceVersion, Submission
+from felles.portal.receipt_pdf import AttachedFile, ReceiptFacts, render_receipt
+from felles.registry import service as registry
+from felles.registry.numbers import mask_pid
+from felles.web.observability import log
+
+STORED_LANGUAGE = "nb"
+ACCESS = registry.Access(accessed_by="felles-portal", purpose="receipt")
+
+_pool: concurrent.futures.Executor | None = None
+_pool_lock = threading.Lock()
+
+
+class SubmissionNotFound(LookupError):
+    """No submission with that id."""
+
+
+def default_pool() -> concurrent.futures.Executor | None:
+    """The process pool receipts render in, made on first use; None if this platform
+    cannot make one (then rendering runs in a thread)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            try:
+                # Spawned, not forked: a fork of a process with an event loop and driver
+                # threads can inherit locks held by threads that do not exist in the child.
+                context = multiprocessing.get_context("spawn")
+                _pool = concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=context)
+            except (OSError, NotImplementedError, ImportError) as exc:
+                log.warning("receipt_pool_unavailable", error=type(exc).__name__)
+                return None
+        return _pool
+
+
+def shutdown_pool() -> None:
+    """Stop the worker process (for a clean exit; the next render starts a new one)."""
+    global _pool
+    with _pool_lock:
+        if _pool is not None:
+            _pool.shutdown(wait=False, cancel_futures=True)
+            _pool = None
+
+
+_definitions: dict[tuple[str, int], ServiceDefinition] = {}
+
+
+def render_in_worker(
+    code: str, version: int, document: Mapping[str, Any], facts: ReceiptFacts, lang: str
+) -> bytes:
+    """What the worker process runs. The definition travels as its stored JSON (plain data
+    pickles cheaply and safely) and is parsed once per version in the worker."""
+    definition = _definitions.get((code, version))
+    if definition is None:
+        definition = ServiceDefinition.model_validate(document)
+        _definitions[(code, version)] = definition
+    return render_receipt(definition, facts, lang)
+
+
+async def _render(
+    pool: concurrent.futures.Executor | None,
+    code: str,
+    version: int,
+    document: Mapping[str, Any],
+    facts: ReceiptFacts,
+    lang: str,
+) -> bytes:
+    """Render off the event loop: in `pool`, else the default process pool, else a thread."""
+    global _pool
+    loop = asyncio.get_running_loop()
+    chosen = pool or default_pool()
+    if chosen is not None:
+        try:
+            return await loop.run_in_executor(
+                chosen, render_in_worker, code, version, dict(document), facts, lang
+            )
+        except concurrent.futures.BrokenExecutor:
+            if pool is not None:
+                raise
+            log.warning("receipt_pool_broken")
+            with _pool_lock:
+                _pool = None  # the next render starts a new worker process
+    return await asyncio.to_thread(render_in_worker, code, version, document, facts, lang)
+
+
+async def _name_of_person(session: AsyncSession, pid: str) -> str:
+    try:
+        return (await registry.get_person(session, pid, ACCESS)).full_name
+    except (registry.NotFound, ValueError):
+        return mask_pid(pid)
+
+
+async def _facts(
+    session: AsyncSession, submission: Submission, lang: str
+) -> tuple[ServiceDefinition, dict[str, Any], ReceiptFacts]:
+    """Everything the receipt shows, looked up: names from the registers (each person's
+    lookup recorded as the portal's, for a receipt), the draft's prefill sources, files."""
+    definition = await catalogue.definition(
+        session, submission.service_code, submission.service_version
+    )
+    # Already loaded by `catalogue.definition` (the session's identity map): no query.
+    version = await session.get(
+        ServiceVersion, (submission.service_code, submission.service_version)
+    )
+    document = version.definition if version is not None else {}
+    try:
+        agency = (await registry.get_agency(session, submission.owner_orgnr)).name(lang)
+    except registry.NotFound:
+        agency = submission.owner_orgnr
+    is_person = submission.party_kind == PartyKind.person.value
+    submitted_by = await _name_of_person(session, submission.submitted_by)
+    if not is_person:
+        try:
+            party = (await registry.get_organisation(session, submission.party_id)).name
+        except (registry.NotFound, ValueError):
+            party = submission.party_id
+    elif submission.party_id == submission.submitted_by:
+        party = submitted_by
+    else:
+        party = await _name_of_person(session, submission.party_id)
+    chosen: dict[str, str] = {}
+    for page in definition.pages:
+        for question in page.questions:
+            value = submission.data.get(question.field)
+            if question.options_from and isinstance(value, str) and value:
+                chosen[question.field] = await _name_of_person(session, value)
+    prefilled = await session.scalar(select(Draft.prefilled).where(Draft.id == submission.draft_id))
+    files = await attachments.list_for_submission(session, submission.id)
+    facts = ReceiptFacts(
+        reference=submission.reference,
+        submitted_at=submission.submitted_at,
+        agency=agency,
+        party_name=party,
+        party_is_person=is_person,
+        party_number=submission.party_id,
+        submitted_by=submitted_by,
+        data=submission.data,
+        attachments=tuple(AttachedFile(f.filename, f.size) for f in files),
+        prefilled={str(k): str(v) for k, v in (prefilled or {}).items()},
+        chosen=chosen,
+    )
+    return definition, dict(document), facts
+
+
+async def _render_submission(
+    session: AsyncSession,
+    submission: Submission,
+    lang: str,
+    pool: concurrent.futures.Executor | None,
+) -> bytes:
+    _, document, facts = await _facts(session, submission, lang)
+    return await _render(
+        pool, submission.service_code, submission.service_version, document, facts, lang
+    )
+
+
+async def _store(session: AsyncSession, submission_id: str, pdf: bytes) -> None:
+    # Only if still missing: two renders of one receipt (possible on SQLite, or a
+    # download racing the worker) give the same content, and the first one stays.
+    await session.execute(
+        update(Submission)
+        .where(Submission.id == submission_id, Submission.receipt_ready_at.is_(None))
+        .values(receipt_pdf=pdf, receipt_ready_at=datetime.now(UTC))
+    )
+
+
+async def _generate_one(
+    db: Database, pool: concurrent.futures.Executor | None, skip: set[str]
+) -> str | None:
+    """Claim one submission without a receipt, render and store it, in one short
+    transaction; its id, or None when there is nothing left."""
+    statement = select(Submission).where(Submission.receipt_ready_at.is_(None))
+    if skip:
+        statement = statement.where(Submission.id.not_in(skip))
+    statement = statement.order_by(Submission.submitted_at).limit(1)
+    async with db.session() as session:
+        if not db.is_sqlite:
+            statement = statement.with_for_update(skip_locked=True)
+        submission = await session.scalar(statement)
+        if submission is None:
+            return None
+        claimed, reference = submission.id, submission.reference
+        try:
+            pdf = await _render_submission(session, submission, STORED_LANGUAGE, pool)
+        except Exception as exc:
+            # The reference, not the person: no identity number goes to the log.
+            log.warning("receipt_failed", reference=reference, error=type(exc).__name__)
+            skip.add(claimed)
+            await session.rollback()
+            return claimed
+        await _store(session, claimed, pdf)
+        return claimed
+
+
+async def generate_pending(
+    db: Database, *, limit: int = 50, pool: concurrent.futures.Executor | None = None
+) -> int:
+    """Render and store up to `limit` receipts still missing; how many were stored.
+    A receipt that fails is logged and left for the next round."""
+    done = 0
+    failed: set[str] = set()
+    for _ in range(limit):
+        before = len(failed)
+        claimed = await _generate_one(db, pool, failed)
+        if claimed is None:
+            break
+        done += len(failed) == before
+    return done
+
+
+async def receipt_pdf(
+    db: Database,
+    submission_id: str,
+    *,
+    lang: str = STORED_LANGUAGE,
+    pool: concurrent.futures.Executor | None = None,
+) -> bytes:
+    """The receipt for the download link: the stored copy, or rendered now (and stored)
+    if the worker has not made it yet; another language is rendered and not stored.
+    Whoever calls must already have checked the person may see the submission."""
+    async with db.session() as session:
+        statement = select(Submission).where(Submission.id == submission_id)
+        submission = await session.scalar(statement)
+        if submission is None:
+            raise SubmissionNotFound(submission_id)
+        if lang != STORED_LANGUAGE:
+            return await _render_submission(session, submission, lang, pool)
+        stored_pdf = statement.with_only_columns(Submission.receipt_pdf)
+        if not db.is_sqlite and submission.receipt_ready_at is None:
+            # Wait for a worker rendering it right now rather than render it twice.
+            stored_pdf = stored_pdf.with_for_update()
+        stored = await session.scalar(stored_pdf)
+        if stored is not None:
+            return bytes(stored)
+        pdf = await _render_submission(session, submission, STORED_LANGUAGE, pool)
+        await _store(session, submission.id, pdf)
+        return pdf
+
+
+async def run_now_and_then(db: Database, seconds: float) -> None:
+    """Make pending receipts about every `seconds` (jittered, so several processes
+    spread out) until cancelled; a failed round is logged and the next one tries again."""
+    while True:
+        try:
+            while await generate_pending(db) > 0:
+                pass  # a full batch: more may be waiting
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the worker must never stop the server
+            log.warning("receipts_round_failed", error=type(exc).__name__)
+        await asyncio.sleep(seconds * random.uniform(0.5, 1.5))
