@@ -37,6 +37,8 @@ from felles.portal.models import (
 )
 from felles.portal.session import Party
 
+# One arm of the inbox's union: (kind, id, when).
+Part = Select[str, str, datetime]
 PAGE_SIZE = 25
 MAX_WORDS = 10
 
@@ -121,7 +123,8 @@ def _service_matches(code_column: Any, word: str) -> ColumnElement[bool]:
     """The service's names, description, keywords or agency contain `word` (the
     catalogue's search text is lower-cased in Python, so any letter matches)."""
     names = select(Service.code).where(Service.search_text.like(_like(word), escape="\\"))
-    return code_column.in_(names)
+    matches: ColumnElement[bool] = code_column.in_(names)
+    return matches
 
 
 def _of_party(model: Any, party: Party) -> ColumnElement[bool]:
@@ -161,7 +164,7 @@ async def readable_services(session: AsyncSession, pid: str, party: Party) -> se
     return await authz.services_allowed(session, pid, party, definitions)
 
 
-def _drafts(party: Party, f: Filters, services: set[str] | None) -> Select[Any] | None:
+def _drafts(party: Party, f: Filters, services: set[str] | None) -> Part | None:
     if f.show not in (Show.all, Show.drafts) or f.unread_only:
         return None
     where = [_of_party(Draft, party), Draft.submitted_at.is_(None)]
@@ -177,7 +180,7 @@ def _drafts(party: Party, f: Filters, services: set[str] | None) -> Select[Any] 
     ).where(*where)
 
 
-def _submissions(party: Party, f: Filters, services: set[str] | None) -> Select[Any] | None:
+def _submissions(party: Party, f: Filters, services: set[str] | None) -> Part | None:
     if f.show not in (Show.all, Show.sent) or f.unread_only:
         return None
     where = [_of_party(Submission, party)]
@@ -212,7 +215,7 @@ def _visible_messages(party: Party, services: set[str] | None) -> list[ColumnEle
     return where
 
 
-def _messages(party: Party, f: Filters, services: set[str] | None) -> Select[Any] | None:
+def _messages(party: Party, f: Filters, services: set[str] | None) -> Part | None:
     if f.show not in (Show.all, Show.messages):
         return None
     where = _visible_messages(party, services)
