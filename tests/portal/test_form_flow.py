@@ -207,7 +207,7 @@ async def test_a_business_service_needs_a_role(http: httpx.AsyncClient, db: Data
     pid = await parent_with_child(db)
     await log_in(http, pid, next_path="/portal")
     page = await http.get("/portal/services/vat-return")
-    assert page.status_code == 200 and "for virksomheter" in page.text  # nb: "for businesses"
+    assert page.status_code == 200 and "for businesses" in page.text
     dagl, orgnr = await general_manager(db)
     transport = httpx.ASGITransport(app=http._transport.app)  # type: ignore[attr-defined]
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as manager:
