@@ -20,8 +20,11 @@ from felles.identity import api as identity_api
 from felles.identity import demo_rp, passkey_pages, password_pages, upstream_pages
 from felles.identity import pages as identity_pages
 from felles.identity.runtime import IdentityRuntime
+from felles.portal import account_pages as portal_account
 from felles.portal import api as portal_api
+from felles.portal import catalogue_pages as portal_catalogue
 from felles.portal import form_pages as portal_form_pages
+from felles.portal import inbox_pages as portal_inbox
 from felles.portal import login as portal_login
 from felles.portal import pages as portal_pages
 from felles.portal.runtime import PortalRuntime
@@ -102,7 +105,14 @@ def create_app(settings: Settings | None = None) -> FellesApp:
     )
     for method in (password_pages, passkey_pages, upstream_pages):
         app.include_router(method.router)
-    for part in (portal_login, portal_pages, portal_form_pages):
+    for part in (
+        portal_login,
+        portal_pages,
+        portal_form_pages,
+        portal_inbox,
+        portal_catalogue,
+        portal_account,
+    ):
         app.include_router(part.router)
     return app
 

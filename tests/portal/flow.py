@@ -32,7 +32,9 @@ async def log_in(
     next_path: str = "/portal/inbox",
     acr: str = "idporten-loa-substantial",
 ) -> httpx.Response:
-    """/portal/login → /authorize → TestID → /portal/callback → `next_path`."""
+    """/portal/login → /authorize → TestID → /portal/callback → `next_path`, in English
+    (the tests read the pages' English texts)."""
+    http.cookies.set("felles_lang", "en")
     start = await http.get("/portal/login", params={"next": next_path, "acr": acr})
     authorize = await http.get(start.headers["location"])
     chooser = httpx.URL(authorize.headers["location"])

@@ -8,6 +8,7 @@ party; everyone else is told the thing does not exist.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -71,6 +72,38 @@ async def _grantors(session: AsyncSession, orgnr: str) -> tuple[str, ...]:
         .order_by(Person.family_name)
     )
     return tuple(f"{given} {family}" for given, family in rows)
+
+
+async def grantors(session: AsyncSession, orgnr: str) -> tuple[str, ...]:
+    """The names of the people who may give others access for this business (its
+    general manager), to tell someone whom to ask."""
+    return await _grantors(session, orgnr)
+
+
+async def services_allowed(
+    session: AsyncSession, pid: str, party: Party, definitions: Iterable[ServiceDefinition]
+) -> set[str]:
+    """Of these services, the codes `pid` may use for `party`: a filter for lists such as
+    the inbox, so it is not logged (opening one thing is decided by `may_use`, logged)."""
+    if party.kind is PartyKind.person:
+        return {d.code for d in definitions} if party.id == pid else set()
+    held = await _roles_in(session, pid, party.id)
+    delegated = set(
+        await session.scalars(
+            select(Delegation.service_code).where(
+                Delegation.to_pid == pid,
+                Delegation.orgnr == party.id,
+                Delegation.revoked_at.is_(None),
+            )
+        )
+    )
+    allowed: set[str] = set()
+    for definition in definitions:
+        roles = {r.value for r in definition.audience.roles}
+        delegable = roles and definition.audience.delegable
+        if held & roles or (delegable and definition.code in delegated):
+            allowed.add(definition.code)
+    return allowed
 
 
 async def _log(

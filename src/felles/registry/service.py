@@ -270,15 +270,17 @@ async def contact(session: AsyncSession, pid: str, access: Access) -> ContactRec
 
 
 async def data_access_log(
-    session: AsyncSession, pid: str, limit: int = 100
+    session: AsyncSession, pid: str, limit: int = 100, offset: int = 0
 ) -> list[DataAccessRecord]:
-    """Who has used this person's data, newest first (for the person themself)."""
+    """Who has used this person's data, newest first (for the person themself); `offset`
+    skips that many of the newest, for paging."""
     person = await _person_row(session, pid)
     rows = await session.scalars(
         select(DataAccess)
         .where(DataAccess.pid == person.pid)
         .order_by(DataAccess.accessed_at.desc(), DataAccess.id.desc())
         .limit(limit)
+        .offset(offset)
     )
     return [DataAccessRecord.model_validate(r) for r in rows]
 
