@@ -169,7 +169,10 @@ def serving(settings: Settings, *, host: str = "127.0.0.1", **env: str) -> Itera
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
             felles_command("serve", "--demo", "--port", str(port)),
-            env=felles_env(settings, FELLES_BASE_URL=base_url, **env),
+            # Events are delivered by the tests' own dispatchers, not in the background.
+            env=felles_env(
+                settings, FELLES_BASE_URL=base_url, **{"FELLES_EVENTS_DISPATCH": "false", **env}
+            ),
             stdout=log_file,
             stderr=subprocess.STDOUT,
         )
