@@ -50,12 +50,14 @@ def create_app(settings: Settings | None = None) -> FellesApp:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await app.state.identity.start()
         await app.state.events.start()
+        await app.state.portal.start()
         # Start-up objects live for the whole process: keep the collector off them, and
         # collect less often (requests free their objects by reference counting).
         gc.collect()
         gc.freeze()
         gc.set_threshold(20_000, 50, 100)
         yield
+        await app.state.portal.close()
         await app.state.events.close()
         await app.state.identity.close()
         password_login = getattr(app.state, "password_login", None)

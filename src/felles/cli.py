@@ -108,9 +108,13 @@ def serve(
 
 @app.command()
 def worker() -> None:
-    """Fan out and deliver events (webhooks) until Ctrl+C, apart from the web servers
-    (then set FELLES_EVENTS_DISPATCH=false for `felles serve`)."""
+    """Deliver events (webhooks) and render receipt PDFs until Ctrl+C, apart from the web
+    servers (then set FELLES_EVENTS_DISPATCH=false and FELLES_RECEIPTS_SECONDS=0 for
+    `felles serve`)."""
+    import asyncio
+
     from felles.events.runtime import EventsRuntime
+    from felles.portal import receipts
 
     conf = settings()
 
@@ -120,9 +124,13 @@ def worker() -> None:
         runtime = EventsRuntime(conf, db)
         dispatcher = runtime.dispatcher()
         err.print("Felles worker is delivering events  (press Ctrl+C to stop)")
+        rendering = asyncio.create_task(receipts.run_now_and_then(db, conf.receipts_seconds or 2.0))
         try:
             await dispatcher.run()
         finally:
+            rendering.cancel()
+            await asyncio.gather(rendering, return_exceptions=True)
+            receipts.shutdown_pool()
             await runtime.close()
 
     run(with_database(conf, work))

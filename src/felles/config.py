@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     # Each server process fans out and delivers webhooks in the background; off when
     # separate `felles worker` processes do it.
     events_dispatch: bool = True
+    # How often each server process renders receipt PDFs still missing; 0: never (when
+    # separate `felles worker` processes do it).
+    receipts_seconds: float = Field(default=2.0, ge=0, le=3600)
     events_poll_seconds: float = Field(default=1.0, gt=0, le=60)
     # How long events stay in the pull feed (GET .../events) after they happened.
     events_keep_days: int = Field(default=30, ge=3, le=3650)

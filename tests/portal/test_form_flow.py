@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from felles.config import Settings
 from felles.db import Database
 from felles.notifications.service import read_outbox
+from felles.portal import attachments
 from felles.portal.models import Draft, PendingPost, Submission
 from felles.portal.references import normalise
 from felles.portal.session import COOKIE
@@ -79,6 +80,9 @@ async def fill_kindergarten(http: httpx.AsyncClient) -> str:
     ):
         answer = await post_form(http, f"{draft}/pages/{page}", answers)
         assert answer.status_code == 200, (page, answer.text)
+    assert str(answer.url).endswith("/attachments"), answer.url
+    done = await post_form(http, f"{draft}/attachments", {"action": "done"})
+    assert str(done.url).endswith("/check")
     return draft
 
 
@@ -159,7 +163,7 @@ async def test_answers_are_checked_page_by_page(http: httpx.AsyncClient, db: Dat
     yes = await post_form(http, f"{draft}/pages/needs", {"special_needs": "yes"})
     assert "/pages/needs-details" in str(yes.url)
     no = await post_form(http, f"{draft}/pages/needs", {"special_needs": "no"})
-    assert str(no.url).endswith("/check")
+    assert str(no.url).endswith("/attachments")
 
 
 async def test_someone_elses_draft_is_not_found(http: httpx.AsyncClient, db: Database) -> None:
@@ -243,3 +247,60 @@ async def test_a_business_service_needs_a_role(http: httpx.AsyncClient, db: Data
         )
         assert row is not None and row.party_id == orgnr and len(row.data["lines"]) == 200
         assert row.data["business_orgnr"] == orgnr
+
+
+PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
+EICAR = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$" + b"EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
+
+
+async def upload(http: httpx.AsyncClient, draft: str, name: str, content: bytes) -> httpx.Response:
+    response = await http.post(
+        f"{draft}/attachments",
+        data={"action": "add", "csrf_token": http.cookies["felles_csrf"]},
+        files={"file": (name, content, "application/pdf")},
+    )
+    return await follow(http, response)
+
+
+async def test_attachments_are_checked_and_sent_along(
+    http: httpx.AsyncClient, db: Database
+) -> None:
+    await log_in(http, await parent_with_child(db), next_path="/portal")
+    start = await post_form(http, "/portal/services/kindergarten-place/start", {})
+    draft = draft_path(start)
+    early = await http.get(f"{draft}/attachments")
+    assert "/pages/child" in early.headers["location"], "files come after the pages"
+    for page, answers in (
+        ("child", {"child": "0"}),
+        ("start", {"start_date": "2027-08-15"}),
+        ("hours", {"hours": "full"}),
+        ("choices", {"first_choice": "Solsikken"}),
+        ("needs", {"special_needs": "no"}),
+    ):
+        await post_form(http, f"{draft}/pages/{page}", answers)
+    kept = await upload(http, draft, "legeerklæring.pdf", PDF)
+    assert kept.status_code == 200 and "legeerklæring.pdf" in kept.text
+    for name, content, words in (
+        ("program.pdf", b"MZ\x90\x00" + b"\x00" * 100, ("PDF", "JPEG")),
+        ("notes.txt", b"plain words", ("PDF",)),
+        ("virus.pdf", PDF + EICAR, ("virus",)),
+        ("huge.pdf", PDF + b"0" * 5_000_001, ("5",)),
+    ):
+        refused = await upload(http, draft, name, content)
+        assert refused.status_code == 200 and "error-summary" in refused.text, name
+        assert all(w in refused.text for w in words), (name, refused.text[:2000])
+        assert name not in refused.text.split("error-summary")[0], "a refused file is not kept"
+    check = await post_form(http, f"{draft}/attachments", {"action": "done"})
+    assert "legeerklæring.pdf" in check.text
+    sent = await post_form(http, f"{draft}/submit", {})
+    assert "/receipt" in str(sent.url)
+    async with db.session() as session:
+        row = await session.scalar(
+            select(Submission).where(Submission.draft_id == draft.rsplit("/", 1)[1])
+        )
+        assert row is not None
+        files = await attachments.list_for_submission(session, row.id)
+    assert [f.filename for f in files] == ["legeerklæring.pdf"]
+    pdf = await http.get(str(sent.url).replace("/receipt", "/receipt.pdf"))
+    assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
+    assert pdf.headers["content-type"] == "application/pdf"

@@ -95,6 +95,9 @@ async def journey(
     await page.click(CONTINUE)
     await page.check("#special_needs-no")
     await page.click(CONTINUE)
+    assert page.url.endswith("/attachments"), page.url
+    await check(page, f"attachments {where}", width)
+    await page.click("button[value=done]")
     assert page.url.endswith("/check"), page.url
     await check(page, f"check your answers {where}", width)
     assert "2027-08-15" in await page.content()

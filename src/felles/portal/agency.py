@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from felles.portal import catalogue
+from felles.portal import catalogue, portal_events
 from felles.portal.definition import DefinitionError, parse
 from felles.portal.models import (
     Attachment,
@@ -176,10 +176,11 @@ class AnswerKind(StrEnum):
 async def _changed(
     session: AsyncSession, kind: str, submission_or_message: Submission | Message
 ) -> None:
-    """Where the agency side emits its events ("submission.acknowledged",
-    "submission.decided", "message.created"). A no-op until the outbox (`felles.events`)
-    lands; then this writes the event in the same transaction as the change."""
-    return None
+    """Emit the event of a change in the same transaction as the change itself."""
+    if isinstance(submission_or_message, Submission):
+        await portal_events.submission_changed(session, kind, submission_or_message)
+    else:
+        await portal_events.message_created(session, submission_or_message)
 
 
 # --- Helpers ----------------------------------------------------------------------------

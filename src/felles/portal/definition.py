@@ -126,6 +126,9 @@ class Page(Definition):
 class Prefill(Definition):
     field: str
     source: str
+    # What the value is called where it is shown (check your answers, the receipt) when
+    # no page asks for it.
+    label: Text | None = None
     # Whether the person may change the value (a name from the register may not).
     editable: bool = False
 

@@ -7,6 +7,7 @@ kept (PendingPost) and applied once the person has logged in again: nothing type
 
 from __future__ import annotations
 
+import contextlib
 import re
 import secrets
 from datetime import UTC, datetime
@@ -18,10 +19,10 @@ from sqlalchemy import delete, select
 from starlette.background import BackgroundTask
 
 from felles.identity import levels
-from felles.portal import authz, catalogue, forms
+from felles.portal import attachments, authz, catalogue, forms, receipts
 from felles.portal.definition import Page, Question, ServiceDefinition
 from felles.portal.form_texts import describe
-from felles.portal.forms import CHECK, FieldError, OpenDraft
+from felles.portal.forms import ATTACHMENTS, CHECK, FieldError, OpenDraft
 from felles.portal.login import login_url
 from felles.portal.models import PendingPost, Submission
 from felles.portal.notify import send_receipt_notice
@@ -46,10 +47,17 @@ def _level_too_low(session: PortalSession, definition: ServiceDefinition) -> boo
     return levels.rank(session.acr) < levels.rank(definition.level)
 
 
-def _draft_url(draft_id: str, step: str) -> str:
+def _draft_url(draft_id: str, step: str | None) -> str:
     if step == CHECK:
         return f"/portal/drafts/{draft_id}/check"
+    if step == ATTACHMENTS:
+        return f"/portal/drafts/{draft_id}/attachments"
     return f"/portal/drafts/{draft_id}/pages/{step}"
+
+
+def _back_url(opened: OpenDraft, step: str) -> str | None:
+    back = forms.previous_page(opened, step)
+    return _draft_url(opened.draft.id, back) if back else None
 
 
 async def _agency_name(db: Any, orgnr: str, lang: str) -> str:
@@ -231,7 +239,7 @@ def _render_page(
             "errors": _messages(page_, errors, lang, gettext),
             "sources": opened.sources,
             "options": {q.field: opened.options(q.field) for q in page_.questions},
-            "back": forms.previous_page(opened, page_.id),
+            "back_url": _back_url(opened, page_.id),
             "step": _step_number(opened, page_.id),
             "editable_prefill": {r.field for r in opened.definition.prefill if r.editable},
         },
@@ -402,7 +410,8 @@ async def draft_check(request: Request, draft_id: str) -> Response:
             return redirect(rt, session, await _receipt_url(db, opened))
         if forms.next_step(opened) != CHECK:
             return redirect(rt, session, _draft_url(draft_id, forms.next_step(opened)))
-        return _render_check(request, rt, session, opened, [])
+        files = await attachments.list_for_draft(db, draft_id)
+        return _render_check(request, rt, session, opened, [], files)
 
 
 def _render_check(
@@ -411,7 +420,7 @@ def _render_check(
     session: PortalSession,
     opened: OpenDraft,
     problems: list[tuple[str, FieldError]],
-    status_code: int = 200,
+    files: list[attachments.AttachmentRecord],
 ) -> Response:
     lang = request_language(request)
     gettext = translations(lang).gettext
@@ -449,9 +458,10 @@ def _render_check(
                 if q.options_from
             },
             "errors": errors,
-            "back": forms.previous_page(opened, CHECK),
+            "back_url": _back_url(opened, CHECK),
+            "files": files,
+            "attachments_url": _draft_url(opened.draft.id, ATTACHMENTS),
         },
-        status_code=status_code,
     )
 
 
@@ -471,7 +481,8 @@ async def draft_submit(request: Request, draft_id: str) -> Response:
             return redirect(rt, session, _draft_url(draft_id, forms.next_step(opened)))
         _, problems = forms.submitted_data(opened)
         if problems:
-            return _render_check(request, rt, session, opened, problems)
+            files = await attachments.list_for_draft(db, draft_id)
+            return _render_check(request, rt, session, opened, problems, files)
         try:
             submission = await forms.submit(db, opened, session.pid, session.party)
         except forms.Conflict:
@@ -512,4 +523,136 @@ async def receipt(request: Request, submission_id: str) -> Response:
         session,
         "portal/receipt.html",
         {"submission": submission, "service": definition, "agency": agency},
+    )
+
+
+# --- attachments ----------------------------------------------------------------------------
+
+
+async def _open_for_files(
+    request: Request, draft_id: str, action: str
+) -> tuple[PortalRuntime, PortalSession | None, OpenDraft | Response]:
+    """The draft whose files are shown or changed, or the answer to give instead."""
+    rt, session = await current(request)
+    if session is None:
+        return rt, None, to_login(request)
+    async with rt.db.session() as db:
+        try:
+            opened = await forms.open_draft(db, draft_id, session.pid, session.party, action)
+        except forms.NotFound:
+            return rt, session, not_found(request, rt, session)
+        if opened.draft.submitted_at is not None:
+            return rt, session, redirect(rt, session, await _receipt_url(db, opened))
+    if opened.definition.attachments is None or not forms.pages_finished(opened):
+        return rt, session, redirect(rt, session, _draft_url(draft_id, forms.next_step(opened)))
+    return rt, session, opened
+
+
+def _render_files(
+    request: Request,
+    rt: PortalRuntime,
+    session: PortalSession,
+    opened: OpenDraft,
+    files: list[attachments.AttachmentRecord],
+    error: str | None = None,
+) -> Response:
+    lang = request_language(request)
+    gettext = translations(lang).gettext
+    rules = opened.definition.attachments
+    assert rules is not None
+    return page(
+        request,
+        rt,
+        session,
+        "portal/attachments.html",
+        {
+            "service": opened.definition,
+            "draft": opened.draft,
+            "rules": rules,
+            "files": files,
+            "error": error,
+            "max_size": attachments.format_size(rules.max_bytes, lang),
+            "types": ", ".join(
+                sorted({gettext(attachments.TYPE_NAMES.get(t, t)) for t in rules.types})
+            ),
+            "back_url": _back_url(opened, ATTACHMENTS),
+        },
+    )
+
+
+@router.get("/portal/drafts/{draft_id}/attachments")
+async def draft_files(request: Request, draft_id: str) -> Response:
+    rt, session, opened = await _open_for_files(request, draft_id, "view")
+    if not isinstance(opened, OpenDraft):
+        return opened
+    assert session is not None
+    async with rt.db.session() as db:
+        files = await attachments.list_for_draft(db, draft_id)
+    return _render_files(request, rt, session, opened, files)
+
+
+@router.post("/portal/drafts/{draft_id}/attachments")
+async def draft_files_post(request: Request, draft_id: str) -> Response:
+    """Add a file, remove one, or say you are done (the button says which)."""
+    rt, session, opened = await _open_for_files(request, draft_id, "fill")
+    if not isinstance(opened, OpenDraft):
+        return opened
+    assert session is not None and opened.definition.attachments is not None
+    rules = opened.definition.attachments
+    form = await request.form(max_files=1, max_fields=10)
+    action = str(form.get("action", "add"))
+    lang = request_language(request)
+    async with rt.db.session() as db:
+        opened = await forms.open_draft(db, draft_id, session.pid, session.party, "fill")
+        files = await attachments.list_for_draft(db, draft_id)
+        if action == "done":
+            await forms.finish_attachments(db, opened)
+            return redirect(rt, session, _draft_url(draft_id, CHECK))
+        if action.startswith("remove:"):
+            with contextlib.suppress(attachments.NotFound):  # already gone, or not this draft's
+                await attachments.remove_from_draft(db, draft_id, action[7:][:64])
+            return redirect(rt, session, _draft_url(draft_id, ATTACHMENTS))
+        upload = form.get("file")
+        if upload is None or isinstance(upload, str) or not upload.filename:
+            message = translations(lang).gettext("Choose a file to add")
+            return _render_files(request, rt, session, opened, files, message)
+        content = await upload.read()
+        try:
+            checked = await attachments.check_and_scan(
+                upload.filename,
+                content,
+                rules,
+                len(files),
+                attachments.scanner_from_settings(rt.settings),
+            )
+            await attachments.add_to_draft(db, draft_id, checked, content)
+        except attachments.AttachmentRefused as refused:
+            return _render_files(request, rt, session, opened, files, refused.message(lang))
+    return redirect(rt, session, _draft_url(draft_id, ATTACHMENTS))
+
+
+@router.get("/portal/submissions/{submission_id}/receipt.pdf")
+async def receipt_download(request: Request, submission_id: str) -> Response:
+    """The receipt with the answers as a PDF: stored by the worker, or made now."""
+    rt, session = await current(request)
+    if session is None:
+        return to_login(request)
+    lang = request_language(request)
+    async with rt.db.session() as db:
+        try:
+            submission, _definition = await forms.get_submission(
+                db, submission_id, session.pid, session.party
+            )
+        except forms.NotFound:
+            return not_found(request, rt, session)
+        reference = submission.reference
+    pdf = await receipts.receipt_pdf(rt.db, submission_id, lang=lang)
+    return Response(
+        pdf,
+        media_type="application/pdf",
+        headers={
+            "content-disposition": f'attachment; filename="receipt-{reference}.pdf"',
+            "cache-control": "no-store",
+            "x-content-type-options": "nosniff",
+        },
     )

@@ -22,7 +22,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from felles.portal import authz
+from felles.portal import attachments, authz, portal_events
 from felles.portal.catalogue import CatalogueEntry
 from felles.portal.catalogue import definition as definition_of
 from felles.portal.definition import Page, Question, ServiceDefinition
@@ -32,6 +32,9 @@ from felles.portal.references import new_reference
 from felles.portal.session import Party
 
 CHECK = "check"  # the check-your-answers step, after the last page
+# The attachments step, after the pages of a service that takes files. Page ids start
+# with a letter, so this name can never be a page's.
+ATTACHMENTS = "_attachments"
 MAX_PASTE_ROWS = 1000
 
 
@@ -130,12 +133,27 @@ def visible_pages(definition: ServiceDefinition, data: Mapping[str, Any]) -> lis
 
 
 def next_step(opened: OpenDraft) -> str:
-    """The first page still to do, or CHECK when every shown page is done."""
+    """The first page still to do, then the attachments (if the service takes files),
+    then CHECK."""
     done = set(opened.draft.pages_done or [])
     for page in visible_pages(opened.definition, opened.data):
         if page.id not in done:
             return page.id
+    if opened.definition.attachments is not None and ATTACHMENTS not in done:
+        return ATTACHMENTS
     return CHECK
+
+
+def pages_finished(opened: OpenDraft) -> bool:
+    """Every shown page is done (the attachments step may be opened)."""
+    done = set(opened.draft.pages_done or [])
+    return all(p.id in done for p in visible_pages(opened.definition, opened.data))
+
+
+async def finish_attachments(session: AsyncSession, opened: OpenDraft) -> None:
+    """The person is done adding files."""
+    done = [p for p in (opened.draft.pages_done or []) if p != ATTACHMENTS] + [ATTACHMENTS]
+    await _write(session, opened.draft, pages_done=done)
 
 
 def may_open(opened: OpenDraft, page_id: str) -> bool:
@@ -154,7 +172,9 @@ def previous_page(opened: OpenDraft, page_id: str) -> str | None:
     """Where a back link goes from `page_id` (or from CHECK)."""
     pages = visible_pages(opened.definition, opened.data)
     ids = [p.id for p in pages]
-    if page_id == CHECK:
+    if page_id == CHECK and opened.definition.attachments is not None:
+        return ATTACHMENTS
+    if page_id in (CHECK, ATTACHMENTS):
         return ids[-1] if ids else None
     if page_id in ids and ids.index(page_id) > 0:
         return ids[ids.index(page_id) - 1]
@@ -301,7 +321,7 @@ async def save_page(
             data.pop(name, None)
         else:
             data[name] = value
-    shown = {p.id for p in visible_pages(opened.definition, data)}
+    shown = {p.id for p in visible_pages(opened.definition, data)} | {ATTACHMENTS}
     done = [p for p in (draft.pages_done or []) if p in shown and p != page.id] + [page.id]
     await _write(session, draft, data=data, pages_done=done)
 
@@ -482,6 +502,8 @@ async def submit(session: AsyncSession, opened: OpenDraft, pid: str, party: Part
             read_at=at,
         )
     )
+    await attachments.move_to_submission(session, draft_id, submission.id)
+    await portal_events.submission_changed(session, "submission.created", submission)
     await session.flush()
     return submission
 

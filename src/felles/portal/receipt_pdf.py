@@ -50,12 +50,6 @@ def N_(message: str) -> str:
     return message
 
 
-# Where a prefilled value came from (the draft's `prefilled` map names the register).
-SOURCES = {
-    "population register": N_("From the population register"),
-    "contact register": N_("From the contact register"),
-    "business register": N_("From the business register"),
-}
 FILLED_IN = N_("Filled in for you")
 
 
@@ -340,6 +334,22 @@ class _Writer:
     def answers(self) -> None:
         _, data = self._, self.facts.data
         self.heading(_("Your answers"), 15)
+        asked = {q.field for p in self.definition.pages for q in p.questions}
+        registers = [r for r in self.definition.prefill if r.field not in asked and r.label]
+        if any(data.get(r.field) is not None for r in registers):
+            self.heading(_("From the public registers"), 11.5)
+            for rule in registers:
+                value = data.get(rule.field)
+                if value is None or rule.label is None:
+                    continue
+                schema = self.definition.properties().get(rule.field, {})
+                self.keep_room(2 * LINE_MM)
+                self.paragraph(rule.label(self.lang), style="B")
+                self.paragraph(self.value(value, schema))
+                self.pdf.set_text_color(80, 80, 80)
+                self.paragraph(_(self.facts.prefilled.get(rule.field) or FILLED_IN), size=SMALL_PT)
+                self.pdf.set_text_color(0, 0, 0)
+                self.pdf.ln(2)
         for page in self.definition.pages:
             if not page.shown(dict(data)):
                 continue
@@ -363,7 +373,7 @@ class _Writer:
         source = self.facts.prefilled.get(question.field)
         if source is not None:
             pdf.set_text_color(80, 80, 80)
-            self.paragraph(_(SOURCES.get(source, FILLED_IN)), size=SMALL_PT)
+            self.paragraph(_(source or FILLED_IN), size=SMALL_PT)
             pdf.set_text_color(0, 0, 0)
         pdf.ln(2)
 

@@ -3,10 +3,11 @@ OpenID Connect client of Felles' login service, and its background work."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import hmac
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,6 +20,7 @@ from felles.db import Database
 from felles.identity import clients
 from felles.identity.crypto import b64url, master_key, token_hash
 from felles.identity.models import Client
+from felles.portal import receipts
 from felles.portal.session import SessionSealer
 
 PORTAL_CLIENT_ID = "felles-portal"
@@ -43,7 +45,22 @@ class PortalRuntime:
         self.provider_transport: httpx.AsyncBaseTransport | None = None
         self._jwks: tuple[float, KeySet] | None = None
         self._client_ready = False
-        self.background: list[Callable[[], Any]] = []
+        self._receipts: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Render receipt PDFs in the background, never while a person waits."""
+        if self.settings.receipts_seconds > 0 and self._receipts is None:
+            self._receipts = asyncio.create_task(
+                receipts.run_now_and_then(self.db, self.settings.receipts_seconds)
+            )
+
+    async def close(self) -> None:
+        if self._receipts is not None:
+            self._receipts.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._receipts
+            self._receipts = None
+        receipts.shutdown_pool()
 
     @property
     def base_url(self) -> str:
