@@ -19,7 +19,8 @@ from felles.portal.models import Message
 from felles.registry import service as registry
 from felles.registry.models import Organisation
 from felles.registry.numbers import synthetic_orgnr, synthetic_pid
-from tests.portal.conftest import AgencyAuth, MakeSubmission, machine_token
+from tests.portal.agencies import AgencyAuth, machine_token
+from tests.portal.conftest import MakeSubmission
 
 API = "/api/portal/v1"
 PDF = b"%PDF-1.7\n1 0 obj <<>> endobj\ntrailer <<>>\n%%EOF\n"

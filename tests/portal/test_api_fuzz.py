@@ -26,7 +26,8 @@ from felles.config import Settings
 from felles.db import Database
 from felles.portal.api import router
 from felles.portal.models import Attachment
-from tests.portal.conftest import AgencyAuth, MakeSubmission, agency_auth
+from tests.portal.agencies import AgencyAuth, agency_auth
+from tests.portal.conftest import MakeSubmission
 
 MAX_EXAMPLES = 40
 OPERATIONS = sorted(

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import httpx
 import pytest
 from playwright.async_api import Page
 from sqlalchemy import select
@@ -16,6 +17,7 @@ from sqlalchemy import select
 from felles.db import Database
 from felles.portal.references import normalise
 from felles.registry.models import ContactInfo, Relation
+from tests.portal.agencies import agency_auth
 from tests.web.browser import (
     ConsoleLog,
     Site,
@@ -141,3 +143,42 @@ async def test_works_without_javascript(site: Site, db: Database) -> None:
     pid = (await parents(db, 7))[6]
     async with own_browser(site, "en", 1280, java_script_enabled=False) as (page, _console):
         assert await journey(page, site, pid, "[no JavaScript]", 1280, axe=False)
+
+
+async def test_the_agency_fetches_it_and_answers_in_the_inbox(
+    site: Site, db: Database, live_server: str
+) -> None:
+    """The issue's whole story: a person sends the kindergarten form in the browser; Oslo
+    kommune's server fetches it over the API with a machine token and sends a decision;
+    the person finds the decision in the inbox."""
+    pid = (await parents(db, 8))[7]
+    async with own_browser(site, "en", 1280) as (page, _console):
+        reference = await journey(page, site, pid, "[agency story]", 1280, axe=False)
+        async with httpx.AsyncClient(base_url=live_server, timeout=20) as http:
+            oslo = await agency_auth(db, http, "oslo-kommune", issuer=live_server)
+            listed = await http.get(
+                "/api/portal/v1/submissions",
+                params={"service_code": "kindergarten-place", "limit": 500},
+                headers=oslo.headers,
+            )
+            assert listed.status_code == 200, listed.text
+            [mine] = [s for s in listed.json()["items"] if s["reference"] == reference]
+            fetched = await http.get(
+                f"/api/portal/v1/submissions/{mine['id']}", headers=oslo.headers
+            )
+            assert fetched.json()["data"]["first_choice"] == "Solsikken barnehage"
+            answered = await http.post(
+                f"/api/portal/v1/submissions/{mine['id']}/messages",
+                json={
+                    "kind": "decision",
+                    "title": "You have been offered a place",
+                    "body": "Your child is offered a place at Solsikken barnehage from August.",
+                },
+                headers=oslo.headers,
+            )
+            assert answered.status_code == 201, answered.text
+        await page.goto(site.url("/portal/inbox"))
+        await check_page(page, "inbox with a decision [en]", 1280)
+        await page.click("text=You have been offered a place")
+        assert "Solsikken barnehage from August" in await page.content()
+        await check_page(page, "the decision [en]", 1280)
