@@ -43,6 +43,8 @@ async def machine_token(
 ) -> str:
     """A new machine client of `orgnr` registered for `scope`, and a token from /token."""
     await ensure_scope(db, scope)
+    async with db.session() as session:  # whoever made the scope first, this org may use it
+        await clients.grant_scope(session, scope, orgnr)
     key = ECKey.generate_key("P-256")
     key.ensure_kid()
     async with db.session() as session:

@@ -28,7 +28,8 @@ from sqlalchemy import and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from felles.portal import catalogue, portal_events
-from felles.portal.definition import DefinitionError, parse
+from felles.portal.attachments import AttachmentRefused, check_upload
+from felles.portal.definition import Attachments, DefinitionError, parse
 from felles.portal.models import (
     Attachment,
     Message,
@@ -445,57 +446,26 @@ async def answer(
 
 # --- Correspondence ---------------------------------------------------------------------
 
-_SIGNATURES: tuple[tuple[bytes, str], ...] = (
-    (b"%PDF-", "application/pdf"),
-    (b"\x89PNG\r\n\x1a\n", "image/png"),
-    (b"\xff\xd8\xff", "image/jpeg"),
+# What an agency may send with a message: the same checks as a person's uploads.
+CORRESPONDENCE_FILES = Attachments(
+    types=["application/pdf", "image/png", "image/jpeg", "text/plain"],
+    max_bytes=MAX_ATTACHMENT_BYTES,
+    max_count=MAX_ATTACHMENTS,
 )
 
 
-def _sniff(content: bytes) -> str | None:
-    """The type of a file from its first bytes (never from its name or a claimed type):
-    PDF, PNG, JPEG, or UTF-8 text without control characters; None for anything else.
-    (A private copy until the citizens' upload checks and this are unified.)"""
-    for magic, kind in _SIGNATURES:
-        if content.startswith(magic):
-            return kind
-    try:
-        text = content.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-    if any(unicodedata.category(c) == "Cc" and c not in "\n\r\t\f" for c in text):
-        return None
-    return "text/plain"
-
-
-_UNSAFE_NAME = re.compile(r"[\x00-\x1f\x7f/\\]")
-
-
-def clean_filename(name: str) -> str:
-    """A file name safe to store and show: no folders, control characters or leading
-    dots, at most 200 characters (the extension kept)."""
-    name = unicodedata.normalize("NFC", name).replace("\\", "/").rsplit("/", 1)[-1]
-    name = _UNSAFE_NAME.sub("_", name).strip().lstrip(".")
-    if len(name) > 200:
-        stem, dot, ext = name.rpartition(".")
-        name = (stem[: 199 - len(ext)] + dot + ext) if dot and len(ext) <= 10 else name[:200]
-    return name or "attachment"
-
-
 def _checked_attachments(files: list[NewAttachment]) -> list[tuple[str, str, bytes]]:
+    """Name, type (from the bytes, never the name) and content of each file, or Invalid
+    naming the file at fault."""
     if len(files) > MAX_ATTACHMENTS:
         raise Invalid(f"At most {MAX_ATTACHMENTS} attachments", field="attachments")
     checked: list[tuple[str, str, bytes]] = []
     for index, file in enumerate(files):
-        where = f"attachments.{index}"
-        if not file.content:
-            raise Invalid("The file is empty", field=where)
-        if len(file.content) > MAX_ATTACHMENT_BYTES:
-            raise Invalid(f"Each file may be at most {MAX_ATTACHMENT_BYTES} bytes", field=where)
-        kind = _sniff(file.content)
-        if kind is None:
-            raise Invalid("Only PDF, PNG, JPEG and plain text files can be sent", field=where)
-        checked.append((clean_filename(file.filename), kind, file.content))
+        try:
+            upload = check_upload(file.filename, file.content, CORRESPONDENCE_FILES, index)
+        except AttachmentRefused as refused:
+            raise Invalid(refused.message("en"), field=f"attachments.{index}") from None
+        checked.append((upload.filename, upload.content_type, file.content))
     return checked
 
 

@@ -244,12 +244,12 @@ async def delegate(
         raise DelegationRefused("not_delegable")
     if to_pid == granter:
         raise DelegationRefused("to_yourself")
+    if await _delegated(session, to_pid, orgnr, definition.code):
+        raise DelegationRefused("already_delegated")
     if not await registry.person_exists(
         session, to_pid, registry.Access(accessed_by="felles-portal", purpose="delegation")
     ):
         raise DelegationRefused("no_such_person")
-    if await _delegated(session, to_pid, orgnr, definition.code):
-        raise DelegationRefused("already_delegated")
     row = Delegation(
         orgnr=orgnr,
         service_code=definition.code,

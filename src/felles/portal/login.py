@@ -20,6 +20,7 @@ from felles.portal.models import PartyKind
 from felles.portal.runtime import PORTAL_CLIENT_ID, PortalRuntime, portal
 from felles.portal.session import ABSOLUTE, COOKIE, Party, PortalSession
 from felles.web.pages import safe_next
+from felles.web.templating import request_language
 
 router = APIRouter(include_in_schema=False)
 LOGIN_COOKIE = "felles_portal_login"
@@ -71,7 +72,7 @@ async def start(
         "code_challenge": s256(verifier),
         "code_challenge_method": "S256",
         "acr_values": wanted,
-        "ui_locales": getattr(request.state, "lang", None) or "nb",
+        "ui_locales": request_language(request),
     }
     response = RedirectResponse("/authorize?" + urlencode(params), status_code=303)
     sealed = rt.sealer.seal(
