@@ -81,3 +81,76 @@ def services(
     for e in found:
         table.add_row(e.code, str(e.version), e.owner_orgnr, e.definition.name.nb)
     out.print(table)
+
+
+@app.command("demo-people")
+def demo_people(
+    as_json: Annotated[bool, typer.Option("--json", help="JSON instead of a table.")] = False,
+) -> None:
+    """People of the demo country to log in as with TestID, for trying the portal: a
+    parent with children (the kindergarten form), and a general manager and an accountant
+    of a business (the VAT return, and giving others access)."""
+    from sqlalchemy import select
+
+    from felles.registry.models import ContactInfo, Organisation, Person, Relation, Role
+
+    async def work(db: Database) -> list[dict[str, str]]:
+        found: list[dict[str, str]] = []
+        async with db.session() as session:
+            parent = (
+                await session.execute(
+                    select(Person.pid, Person.given_name, Person.family_name)
+                    .join(Relation, Relation.pid == Person.pid)
+                    .join(ContactInfo, ContactInfo.pid == Person.pid)
+                    .where(Relation.kind == "child", ContactInfo.email.is_not(None))
+                    .order_by(Person.pid)
+                    .limit(1)
+                )
+            ).first()
+            if parent:
+                found.append(
+                    {
+                        "pid": parent[0],
+                        "name": f"{parent[1]} {parent[2]}",
+                        "try": "kindergarten-place",
+                    }
+                )
+            for code, service in (
+                ("DAGL", "vat-return, access for others"),
+                ("REGN", "vat-return"),
+            ):
+                row = (
+                    await session.execute(
+                        select(
+                            Person.pid,
+                            Person.given_name,
+                            Person.family_name,
+                            Organisation.name,
+                            Organisation.orgnr,
+                        )
+                        .join(Role, Role.pid == Person.pid)
+                        .join(Organisation, Organisation.orgnr == Role.orgnr)
+                        .where(Role.code == code)
+                        .order_by(Organisation.orgnr)
+                        .limit(1)
+                    )
+                ).first()
+                if row:
+                    found.append(
+                        {
+                            "pid": row[0],
+                            "name": f"{row[1]} {row[2]}",
+                            "role": f"{code} in {row[3]} ({row[4]})",
+                            "try": service,
+                        }
+                    )
+        return found
+
+    people = run(with_database(settings(), work))
+    if as_json:
+        typer.echo(json.dumps(people, ensure_ascii=False, indent=2))
+        return
+    table = Table("national identity number", "name", "role", "try")
+    for p in people:
+        table.add_row(p["pid"], p["name"], p.get("role", ""), p["try"])
+    out.print(table)
