@@ -304,3 +304,25 @@ async def test_attachments_are_checked_and_sent_along(
     pdf = await http.get(str(sent.url).replace("/receipt", "/receipt.pdf"))
     assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
     assert pdf.headers["content-type"] == "application/pdf"
+
+
+async def test_someone_elses_submission_is_not_found(http: httpx.AsyncClient, db: Database) -> None:
+    pid = await parent_with_child(db)
+    await log_in(http, pid, next_path="/portal")
+    draft = await fill_kindergarten(http)
+    sent = await post_form(http, f"{draft}/submit", {})
+    receipt_path = sent.url.path
+    transport = httpx.ASGITransport(app=http._transport.app)  # type: ignore[attr-defined]
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as stranger:
+        async with db.session() as session:
+            other = (await registry.list_people(session, limit=4))[3].pid
+        await log_in(stranger, other, next_path="/portal")
+        theirs = await stranger.get(receipt_path)
+        pdf = await stranger.get(receipt_path + ".pdf")
+        random = await stranger.get(
+            "/portal/submissions/00000000-0000-4000-8000-000000000000/receipt"
+        )
+    assert theirs.status_code == pdf.status_code == random.status_code == 404
+    assert theirs.text == random.text.replace(random.url.path, theirs.url.path) or (
+        "We could not find" in theirs.text and "We could not find" in random.text
+    )

@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from felles.db import Database
 from felles.portal.references import normalise
-from felles.registry.models import ContactInfo, Relation
+from felles.registry.models import ContactInfo, Relation, Role
 from tests.portal.agencies import agency_auth
 from tests.web.browser import (
     ConsoleLog,
@@ -179,6 +179,55 @@ async def test_the_agency_fetches_it_and_answers_in_the_inbox(
             assert answered.status_code == 201, answered.text
         await page.goto(site.url("/portal/inbox"))
         await check_page(page, "inbox with a decision [en]", 1280)
+        assert "Apply for a kindergarten place" in await page.content(), "the sent form is listed"
         await page.click("text=You have been offered a place")
         assert "Solsikken barnehage from August" in await page.content()
         await check_page(page, "the decision [en]", 1280)
+
+
+async def test_a_business_return_with_many_lines(site: Site, db: Database) -> None:
+    """The general manager acts for the business and sends a VAT return of 200 pasted
+    lines; someone without a role is told whom to ask. At 320 px, with axe."""
+    async with db.session() as session:
+        dagl, orgnr = (
+            await session.execute(
+                select(Role.pid, Role.orgnr)
+                .where(Role.code == "DAGL")
+                .order_by(Role.orgnr)
+                .limit(1)
+            )
+        ).one()
+    async with own_browser(site, "nn", 320) as (page, console):
+        await log_in(page, site, dagl, "/portal/party")
+        await check_page(page, "choose whom to act for [nn, 320px]", 320)
+        await page.check(f"input[value='organisation:{orgnr}']")
+        await page.click("form[action='/portal/party'] button[type=submit]")
+        await page.goto(site.url("/portal/services/vat-return"))
+        await page.click("button.button--start")
+        await page.check("#period")
+        await page.click(CONTINUE)
+        assert "/pages/lines" in page.url
+        await page.click("details.paste-rows summary")
+        rows = "\n".join(f"Sal {i}\t{1000 + i}\t25" for i in range(200))
+        await page.fill("#paste", rows)
+        await page.click("button[value=paste]")
+        assert await page.locator(".rows-table tbody tr").count() == 200
+        await check_page(page, "200 lines [nn, 320px]", 320)
+        await page.click(CONTINUE)
+        await page.click(CONTINUE)  # no comment
+        assert page.url.endswith("/check"), page.url
+        await check_page(page, "check 200 lines [nn, 320px]", 320)
+        await page.click("form[action$='/submit'] button")
+        assert page.url.endswith("/receipt")
+        assert console.unexpected_errors() == []
+    async with db.session() as session:
+        stranger = (
+            await session.execute(
+                select(Relation.pid).where(Relation.pid.not_in(select(Role.pid))).limit(1)
+            )
+        ).scalar_one()
+    async with own_browser(site, "en", 320) as (page, _console):
+        await log_in(page, site, stranger, "/portal/services/vat-return")
+        text = await page.content()
+        assert "for businesses" in text and "Choose whom you act for" in text
+        await check_page(page, "a service for businesses only [en, 320px]", 320)
