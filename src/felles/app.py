@@ -27,6 +27,7 @@ from felles.portal import form_pages as portal_form_pages
 from felles.portal import inbox_pages as portal_inbox
 from felles.portal import login as portal_login
 from felles.portal import pages as portal_pages
+from felles.portal import web as portal_web
 from felles.portal.runtime import PortalRuntime
 from felles.web import pages as web_pages
 from felles.web.edge import EdgeMiddleware
@@ -91,6 +92,7 @@ def create_app(settings: Settings | None = None) -> FellesApp:
     app.state.portal = PortalRuntime(settings, app.state.db)
 
     install_error_handlers(app)
+    portal_web.install(app)
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.include_router(web_pages.router)

@@ -14,7 +14,7 @@ from felles.portal.display import N_, ROLE_NAMES, Names, moment
 from felles.portal.models import Service
 from felles.portal.prefill import ACCESSOR_PREFIX
 from felles.portal.session import PortalSession
-from felles.portal.web import current, page, redirect, to_login
+from felles.portal.web import page, redirect, signed_in
 from felles.registry import service as registry
 from felles.registry.numbers import InvalidNumber, parse_pid
 from felles.registry.schemas import DataAccessRecord
@@ -87,9 +87,7 @@ async def _use(record: DataAccessRecord, names: Names, lang: str) -> dict[str, A
 async def my_data(
     request: Request, page_number: Annotated[str, Query(alias="page", max_length=7)] = "1"
 ) -> Response:
-    rt, session = await current(request)
-    if session is None:
-        return to_login(request)
+    rt, session = await signed_in(request)
     lang = request_language(request)
     number = min(max(int(page_number) if page_number.isdigit() else 1, 1), MAX_PAGE)
     async with rt.db.session() as db:
@@ -195,9 +193,7 @@ async def _delegations_page(
 
 @router.get("/portal/delegations")
 async def delegations(request: Request) -> Response:
-    rt, session = await current(request)
-    if session is None:
-        return to_login(request)
+    rt, session = await signed_in(request)
     return await _delegations_page(request, rt, session)
 
 
@@ -220,9 +216,7 @@ async def give_access(
     service: Annotated[str, Form(max_length=63)] = "",
     pid: Annotated[str, Form(max_length=40)] = "",
 ) -> Response:
-    rt, session = await current(request)
-    if session is None:
-        return to_login(request)
+    rt, session = await signed_in(request)
     if session.party.is_person:
         return redirect(rt, session, DELEGATIONS)
     errors: list[tuple[str, str]] = []
@@ -254,9 +248,7 @@ async def give_access(
 
 @router.post("/portal/delegations/{delegation_id}/remove")
 async def remove_access(request: Request, delegation_id: int) -> Response:
-    rt, session = await current(request)
-    if session is None:
-        return to_login(request)
+    rt, session = await signed_in(request)
     if session.party.is_person:
         return redirect(rt, session, DELEGATIONS)
     try:

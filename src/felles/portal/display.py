@@ -4,8 +4,7 @@ person's language, agency and service names, levels of assurance and roles in wo
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from zoneinfo import ZoneInfo
+from datetime import datetime
 
 from babel.dates import format_date, format_time
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -14,9 +13,7 @@ from felles.portal.catalogue import ServiceNotFound
 from felles.portal.catalogue import definition as definition_of
 from felles.portal.definition import ServiceDefinition
 from felles.registry import service as registry
-
-LOCAL_TIME = ZoneInfo("Europe/Oslo")
-BABEL_LOCALES = {"nb": "nb", "nn": "nn", "en": "en_GB"}
+from felles.web.templating import BABEL_LOCALES, LOCAL_TIME, aware
 
 
 def N_(text: str) -> str:
@@ -31,9 +28,7 @@ class Moment:
 
 
 def moment(value: datetime, lang: str, *, with_time: bool = True) -> Moment:
-    if value.tzinfo is None:  # SQLite hands back naive values, stored in UTC
-        value = value.replace(tzinfo=UTC)
-    local = value.astimezone(LOCAL_TIME)
+    local = aware(value).astimezone(LOCAL_TIME)
     locale = BABEL_LOCALES.get(lang, "nb")
     text = format_date(local, "long", locale=locale)
     if with_time:

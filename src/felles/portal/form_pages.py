@@ -28,7 +28,7 @@ from felles.portal.models import PendingPost, Submission
 from felles.portal.notify import send_receipt_notice
 from felles.portal.runtime import PortalRuntime
 from felles.portal.session import PortalSession
-from felles.portal.web import current, not_found, page, redirect, to_login
+from felles.portal.web import current, not_found, page, redirect, signed_in, to_login
 from felles.registry import service as registry
 from felles.web.i18n import translations
 from felles.web.templating import request_language
@@ -100,9 +100,7 @@ async def service_start(request: Request, code: str) -> Response:
 
 @router.post("/portal/services/{code}/start")
 async def service_begin(request: Request, code: str) -> Response:
-    rt, session = await current(request)
-    if session is None:
-        return to_login(request)
+    rt, session = await signed_in(request)
     async with rt.db.session() as db:
         try:
             entry = await catalogue.current(db, code[:63])
@@ -125,9 +123,7 @@ async def service_begin(request: Request, code: str) -> Response:
 @router.get("/portal/drafts/{draft_id}")
 async def draft_continue(request: Request, draft_id: str) -> Response:
     """Continue a draft where the person left off."""
-    rt, session = await current(request)
-    if session is None:
-        return to_login(request)
+    rt, session = await signed_in(request)
     async with rt.db.session() as db:
         try:
             opened = await forms.open_draft(db, draft_id, session.pid, session.party, "view")
@@ -145,9 +141,7 @@ async def _receipt_url(db: Any, opened: OpenDraft) -> str:
 
 @router.get("/portal/drafts/{draft_id}/pages/{page_id}")
 async def draft_page(request: Request, draft_id: str, page_id: str) -> Response:
-    rt, session = await current(request)
-    if session is None:
-        return to_login(request)
+    rt, session = await signed_in(request)
     async with rt.db.session() as db:
         try:
             opened = await forms.open_draft(db, draft_id, session.pid, session.party, "view")
@@ -381,9 +375,7 @@ async def _keep_for_later(
 
 @router.get("/portal/drafts/{draft_id}/resume/{pending_id}")
 async def draft_resume(request: Request, draft_id: str, pending_id: str) -> Response:
-    rt, session = await current(request)
-    if session is None:
-        return to_login(request)
+    rt, session = await signed_in(request)
     async with rt.db.session() as db:
         pending = await db.get(PendingPost, pending_id[:32])
         if pending is not None:
@@ -398,9 +390,7 @@ async def draft_resume(request: Request, draft_id: str, pending_id: str) -> Resp
 
 @router.get("/portal/drafts/{draft_id}/check")
 async def draft_check(request: Request, draft_id: str) -> Response:
-    rt, session = await current(request)
-    if session is None:
-        return to_login(request)
+    rt, session = await signed_in(request)
     async with rt.db.session() as db:
         try:
             opened = await forms.open_draft(db, draft_id, session.pid, session.party, "view")
@@ -467,9 +457,7 @@ def _render_check(
 
 @router.post("/portal/drafts/{draft_id}/submit")
 async def draft_submit(request: Request, draft_id: str) -> Response:
-    rt, session = await current(request)
-    if session is None:
-        return to_login(request)
+    rt, session = await signed_in(request)
     async with rt.db.session() as db:
         try:
             opened = await forms.open_draft(db, draft_id, session.pid, session.party, "submit")
@@ -502,20 +490,26 @@ async def draft_submit(request: Request, draft_id: str) -> Response:
     return response
 
 
+async def _own_submission(
+    db: Any, session: PortalSession, submission_id: str
+) -> tuple[Submission, ServiceDefinition] | None:
+    """A submission of the party the person acts for, or None (whoever else's it is)."""
+    try:
+        return await forms.get_submission(db, submission_id, session.pid, session.party)
+    except forms.NotFound:
+        return None
+
+
 @router.get("/portal/submissions/{submission_id}/receipt")
 async def receipt(request: Request, submission_id: str) -> Response:
     """The confirmation: it says plainly that the task is done, with the reference."""
-    rt, session = await current(request)
-    if session is None:
-        return to_login(request)
+    rt, session = await signed_in(request)
     lang = request_language(request)
     async with rt.db.session() as db:
-        try:
-            submission, definition = await forms.get_submission(
-                db, submission_id, session.pid, session.party
-            )
-        except forms.NotFound:
+        found = await _own_submission(db, session, submission_id)
+        if found is None:
             return not_found(request, rt, session)
+        submission, definition = found
         agency = await _agency_name(db, submission.owner_orgnr, lang)
     return page(
         request,
@@ -634,18 +628,13 @@ async def draft_files_post(request: Request, draft_id: str) -> Response:
 @router.get("/portal/submissions/{submission_id}/receipt.pdf")
 async def receipt_download(request: Request, submission_id: str) -> Response:
     """The receipt with the answers as a PDF: stored by the worker, or made now."""
-    rt, session = await current(request)
-    if session is None:
-        return to_login(request)
+    rt, session = await signed_in(request)
     lang = request_language(request)
     async with rt.db.session() as db:
-        try:
-            submission, _definition = await forms.get_submission(
-                db, submission_id, session.pid, session.party
-            )
-        except forms.NotFound:
+        found = await _own_submission(db, session, submission_id)
+        if found is None:
             return not_found(request, rt, session)
-        reference = submission.reference
+        reference = found[0].reference
     pdf = await receipts.receipt_pdf(rt.db, submission_id, lang=lang)
     return Response(
         pdf,

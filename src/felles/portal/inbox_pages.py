@@ -13,7 +13,7 @@ from fastapi.responses import Response
 from felles.portal import authz, inbox
 from felles.portal.display import Names, moment
 from felles.portal.inbox import Filters, InboxItem, ItemKind, Show
-from felles.portal.web import current, not_found, page, redirect, to_login
+from felles.portal.web import not_found, page, redirect, signed_in
 from felles.web.templating import request_language
 
 router = APIRouter(include_in_schema=False)
@@ -76,9 +76,7 @@ async def inbox_page(
     agency: Annotated[str, Query(max_length=20)] = "",
     page_number: Annotated[str, Query(alias="page", max_length=7)] = "1",
 ) -> Response:
-    rt, session = await current(request)
-    if session is None:
-        return to_login(request)
+    rt, session = await signed_in(request)
     lang = request_language(request)
     filters = _filters(q, show, unread, agency)
     wanted = int(page_number) if page_number.isdigit() else 1
@@ -121,9 +119,7 @@ def _paragraphs(body: str) -> list[str]:
 
 @router.get("/portal/inbox/messages/{message_id}")
 async def message_page(request: Request, message_id: str) -> Response:
-    rt, session = await current(request)
-    if session is None:
-        return to_login(request)
+    rt, session = await signed_in(request)
     lang = request_language(request)
     async with rt.db.session() as db:
         try:
@@ -148,9 +144,7 @@ async def message_page(request: Request, message_id: str) -> Response:
 
 @router.post("/portal/inbox/messages/{message_id}/unread")
 async def mark_unread(request: Request, message_id: str) -> Response:
-    rt, session = await current(request)
-    if session is None:
-        return to_login(request)
+    rt, session = await signed_in(request)
     async with rt.db.session() as db:
         try:
             await inbox.mark_unread(db, message_id, session.pid, session.party)
@@ -161,9 +155,7 @@ async def mark_unread(request: Request, message_id: str) -> Response:
 
 @router.post("/portal/inbox/messages/{message_id}/confirm")
 async def confirm_read(request: Request, message_id: str) -> Response:
-    rt, session = await current(request)
-    if session is None:
-        return to_login(request)
+    rt, session = await signed_in(request)
     async with rt.db.session() as db:
         try:
             await inbox.confirm_read(db, message_id, session.pid, session.party)
@@ -181,9 +173,7 @@ def _content_disposition(filename: str) -> str:
 
 @router.get("/portal/inbox/messages/{message_id}/attachments/{attachment_id}")
 async def download(request: Request, message_id: str, attachment_id: str) -> Response:
-    rt, session = await current(request)
-    if session is None:
-        return to_login(request)
+    rt, session = await signed_in(request)
     async with rt.db.session() as db:
         try:
             found = await inbox.attachment(

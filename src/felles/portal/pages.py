@@ -12,7 +12,7 @@ from felles.portal import authz
 from felles.portal.login import set_session_cookie
 from felles.portal.models import PartyKind
 from felles.portal.session import Party
-from felles.portal.web import current, page, redirect, to_login
+from felles.portal.web import current, page, redirect, signed_in
 from felles.web.pages import safe_next
 
 router = APIRouter(include_in_schema=False)
@@ -40,9 +40,7 @@ async def choose_party(
 ) -> Response:
     """Whom the person can act for: themself and the businesses the registers (or a
     delegation) let them act for."""
-    rt, session = await current(request)
-    if session is None:
-        return to_login(request)
+    rt, session = await signed_in(request)
     async with rt.db.session() as db:
         choices = await authz.parties(db, session.pid, session.name)
     return page(
@@ -56,9 +54,7 @@ async def chose_party(
     party: Annotated[str, Form(max_length=40)],
     next: Annotated[str, Form(max_length=500)] = "/portal/inbox",
 ) -> Response:
-    rt, session = await current(request)
-    if session is None:
-        return to_login(request)
+    rt, session = await signed_in(request)
     kind, _, ident = party.partition(":")
     async with rt.db.session() as db:
         if kind == "person":

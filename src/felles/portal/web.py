@@ -7,7 +7,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from fastapi import Request
+from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from felles.portal.login import login_url, set_session_cookie
@@ -20,6 +20,26 @@ async def current(request: Request) -> tuple[PortalRuntime, PortalSession | None
     """The portal runtime and the person logged in on this browser, if any."""
     rt = await portal(request)
     return rt, rt.sealer.open_session(request.cookies.get(COOKIE))
+
+
+class LoginRequired(Exception):
+    """Raised by `signed_in`; answered with a redirect to log in (see `install`)."""
+
+
+async def signed_in(request: Request) -> tuple[PortalRuntime, PortalSession]:
+    """The runtime and the logged-in person; someone not logged in is sent to log in and
+    brought back here afterwards."""
+    rt, session = await current(request)
+    if session is None:
+        raise LoginRequired
+    return rt, session
+
+
+def install(app: FastAPI) -> None:
+    async def login_first(request: Request, _exc: Exception) -> Response:
+        return to_login(request)
+
+    app.add_exception_handler(LoginRequired, login_first)
 
 
 def to_login(request: Request, acr: str | None = None) -> RedirectResponse:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -64,16 +64,20 @@ def vendor_stylesheets() -> list[str]:
 
 
 LOCAL_TIME = ZoneInfo("Europe/Oslo")
-BABEL_LOCALES = {"nb": "nb_NO", "nn": "nn_NO", "en": "en_GB"}
+BABEL_LOCALES = {"nb": "nb", "nn": "nn", "en": "en_GB"}
+
+
+def aware(value: datetime) -> datetime:
+    """SQLite hands back naive datetimes; Felles stores UTC."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def local_time(value: datetime | None, lang: str, format: str = "medium") -> str:
     """A moment as people here read it: Norwegian time, in the page's language."""
     if value is None:
         return ""
-    return format_datetime(
-        value.astimezone(LOCAL_TIME), format, locale=BABEL_LOCALES.get(lang, "nb_NO")
-    )
+    local = aware(value).astimezone(LOCAL_TIME)
+    return format_datetime(local, format, locale=BABEL_LOCALES.get(lang, "nb"))
 
 
 def request_language(request: Request) -> str:
