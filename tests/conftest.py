@@ -169,9 +169,12 @@ def serving(settings: Settings, *, host: str = "127.0.0.1", **env: str) -> Itera
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
             felles_command("serve", "--demo", "--port", str(port)),
-            # Events are delivered by the tests' own dispatchers, not in the background.
+            # Events and receipt PDFs are made by the tests' own workers, not in the
+            # background, so tests that count them see only their own.
             env=felles_env(
-                settings, FELLES_BASE_URL=base_url, **{"FELLES_EVENTS_DISPATCH": "false", **env}
+                settings,
+                FELLES_BASE_URL=base_url,
+                **{"FELLES_EVENTS_DISPATCH": "false", "FELLES_RECEIPTS_SECONDS": "0", **env},
             ),
             stdout=log_file,
             stderr=subprocess.STDOUT,
