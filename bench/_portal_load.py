@@ -42,6 +42,7 @@ async def _person(
         draft_id, sealed = drafts[cursor[0]]
         cursor[0] += 1
         headers = {"cookie": f"{SESSION_COOKIE}={sealed}; {CSRF_COOKIE}={csrf}"}
+        first_last[0] = min(first_last[0], time.time())
         started = time.perf_counter()
         try:
             status, answer, body = await client.request(
@@ -66,7 +67,7 @@ async def run(command: dict[str, Any]) -> dict[str, Any]:
     drafts = [(d, s) for d, s in command["drafts"]]
     tally = Tally()
     cursor = [0]
-    first_last = [command["start_at"], 0.0]
+    first_last = [float("inf"), 0.0]  # the first request's start, the last answer
     await run_clients(
         [RawClient() for _ in range(command["clients"])],
         command["start_at"],
@@ -77,6 +78,7 @@ async def run(command: dict[str, Any]) -> dict[str, Any]:
         "ok": tally.ok,
         "errors": tally.errors,
         "taken": cursor[0],
+        "first_request_at": first_last[0] if first_last[0] != float("inf") else None,
         "last_answer_at": first_last[1],
         "latencies_ms": tally.latencies_ms,
         "error_samples": tally.error_samples,

@@ -470,7 +470,7 @@ class Bench:
         before_counts = watcher.counts()
         if before_counts["pending_receipts"]:
             raise RuntimeError("Receipts of an earlier run are still pending")
-        start_at = time.time() + 0.3
+        start_at = time.time() + 1.0  # time to make the clients
         for i, pipe in enumerate(pipes):
             pipe.send(
                 {
@@ -522,6 +522,9 @@ class Bench:
             results.append(result)
         loaded = ticks()
         last_answer = max(r["last_answer_at"] for r in results)
+        # From the first request actually sent (making the clients may outlast the lead).
+        firsts = [r["first_request_at"] for r in results if r["first_request_at"]]
+        first = min(firsts) if firsts else start_at
         pending = watcher.wait_for_receipts(self.args.receipt_wait)
         after = ticks()
         after_counts = watcher.counts()
@@ -545,8 +548,8 @@ class Bench:
         if pending:
             self.console.print(f"  [red]{pending} receipts still missing[/]")
         latencies = sorted(x for r in results for x in r["latencies_ms"])
-        submit_s = max(last_answer - start_at, 1e-3)
-        e2e_s = last_receipt - start_at if last_receipt and not pending else None
+        submit_s = max(last_answer - first, 1e-3)
+        e2e_s = last_receipt - first if last_receipt and submitted and not pending else None
         window_s = max(time.time() - start_at, 1e-3)
         ours = sum(common.ticks_delta(b, a) for b, a in zip(before[:3], after[:3], strict=True))
         other = max(0.0, (after[3] - before[3] - ours) / common.CLK_TCK / window_s)
