@@ -28,7 +28,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
@@ -40,6 +40,9 @@ ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 REQUEST_TIMEOUT_S = 10.0
 MAX_ERROR_SAMPLES = 5
+
+
+C = TypeVar("C", bound="RawClient")
 
 
 class FlowError(Exception):
@@ -83,18 +86,13 @@ class Tally:
         self.steps_ms.setdefault(name, []).append(ms)
 
 
-class Client:
-    """One virtual client: one keep-alive connection, raw requests."""
+class RawClient:
+    """One virtual client's connection: one keep-alive connection, raw requests."""
 
-    def __init__(self, target: Target, key: ECKey) -> None:
-        self.target = target
-        self.key = key
+    def __init__(self) -> None:
         self.transport = httpx.AsyncHTTPTransport(
             limits=httpx.Limits(max_connections=1, max_keepalive_connections=1), retries=0
         )
-        self.basic = "Basic " + base64.b64encode(
-            f"{target.web_client_id}:{target.web_client_secret}".encode()
-        ).decode("ascii")
         self.extensions = {
             "timeout": {
                 "connect": REQUEST_TIMEOUT_S,
@@ -129,6 +127,18 @@ class Client:
 
     async def close(self) -> None:
         await self.transport.aclose()
+
+
+class Client(RawClient):
+    """A client of the login service: its target, basic credentials and signing key."""
+
+    def __init__(self, target: Target, key: ECKey) -> None:
+        super().__init__()
+        self.target = target
+        self.key = key
+        self.basic = "Basic " + base64.b64encode(
+            f"{target.web_client_id}:{target.web_client_secret}".encode()
+        ).decode("ascii")
 
     def signed(self, claims: dict[str, Any]) -> str:
         header = {"alg": "ES256", "kid": self.key.kid}
@@ -308,21 +318,19 @@ async def _user(
             tally.latencies_ms.append((time.perf_counter() - started) * 1000)
 
 
-async def run(command: dict[str, Any]) -> dict[str, Any]:
-    target = Target.from_json(command["target"])
-    operation = SCENARIOS[command["scenario"]]
-    key = ECKey.import_key(target.machine_key)
-    clients = [Client(target, key) for _ in range(command["clients"])]
-    tally = Tally()
+async def run_clients(
+    clients: list[C], start_at: float, seconds: float, user: Callable[[C], Awaitable[None]]
+) -> None:
+    """From `start_at` (wall clock, shared by the processes) run `user(client)` for every
+    client at once until they all end, then close the clients."""
     try:
-        delay = command["start_at"] - time.time()
+        delay = start_at - time.time()
         if delay > 0:
             await asyncio.sleep(delay)
-        deadline = command["start_at"] + command["seconds"]
-        users = [asyncio.create_task(_user(c, operation, tally, deadline)) for c in clients]
+        users = [asyncio.create_task(user(c)) for c in clients]
         # Bounded: each request times out after REQUEST_TIMEOUT_S, so the last operation
         # ends at most a few timeouts after the deadline.
-        done, pending = await asyncio.wait(users, timeout=command["seconds"] + 60)
+        done, pending = await asyncio.wait(users, timeout=seconds + 60)
         for task in pending:
             task.cancel()
         for task in done:
@@ -331,6 +339,20 @@ async def run(command: dict[str, Any]) -> dict[str, Any]:
         for c in clients:
             with contextlib.suppress(Exception):
                 await c.close()
+
+
+async def run(command: dict[str, Any]) -> dict[str, Any]:
+    target = Target.from_json(command["target"])
+    operation = SCENARIOS[command["scenario"]]
+    key = ECKey.import_key(target.machine_key)
+    tally = Tally()
+    deadline = command["start_at"] + command["seconds"]
+    await run_clients(
+        [Client(target, key) for _ in range(command["clients"])],
+        command["start_at"],
+        command["seconds"],
+        lambda c: _user(c, operation, tally, deadline),
+    )
     return {
         "ok": tally.ok,
         "errors": tally.errors,
@@ -340,8 +362,9 @@ async def run(command: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def worker_main(conn: Connection) -> None:
-    """The process's loop: one command in, one result out, until told to stop."""
+def serve(conn: Connection, job: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]) -> None:
+    """A load-generator process's loop: one command in, `job`'s result out, until told to
+    stop (also the loop of bench/_portal_load.py)."""
     try:
         import uvloop
 
@@ -356,6 +379,11 @@ def worker_main(conn: Connection) -> None:
             return
         try:
             with asyncio.Runner(loop_factory=loop_factory) as runner:
-                conn.send(runner.run(run(command)))
+                conn.send(runner.run(job(command)))
         except Exception as exc:
             conn.send({"fatal": f"{type(exc).__name__}: {exc}"})
+
+
+def worker_main(conn: Connection) -> None:
+    """The process's loop for bench/identity.py's scenarios."""
+    serve(conn, run)

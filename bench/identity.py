@@ -43,22 +43,14 @@ import argparse
 import asyncio
 import contextlib
 import json
-import multiprocessing
 import os
-import platform
 import secrets
 import shutil
-import signal
-import socket
-import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
-from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
@@ -70,6 +62,28 @@ from rich.markup import escape as markup_escape
 from rich.table import Table
 
 import _load
+from _common import (
+    CLK_TCK,
+    LoadProcesses,
+    add_load_options,
+    busy_ticks,
+    check_load_options,
+    database_sessions,
+    database_ticks,
+    fmt,
+    free_port,
+    fresh_database,
+    load_method,
+    median_range,
+    percentile,
+    report_head,
+    start_felles,
+    stop_group,
+    tail,
+    ticks_delta,
+    tree_ticks,
+    wait_for_quiet,
+)
 
 HERE = Path(__file__).resolve().parent
 PEER_DIR = HERE / "peers" / "oidc-provider"
@@ -80,9 +94,7 @@ REDIRECT_URI = "http://127.0.0.1:8400/callback"  # never visited: the 303 is the
 MACHINE_SCOPE = "felles:bench.read"
 PEOPLE_SCOPE = "openid profile"
 ACR = "idporten-loa-substantial"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 READY_TIMEOUT_S = 60.0
-STOP_TIMEOUT_S = 15.0
 
 SCENARIO_TITLES = {
     "discovery": "discovery + JWKS",
@@ -137,106 +149,6 @@ def label(setup: str) -> str:
 # --- Processes and CPU -----------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _stat(pid: int) -> tuple[int, int] | None:
-    """(parent pid, utime + stime in clock ticks) of a live process, else None."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = raw[raw.rindex(")") + 2 :].split()  # after "pid (comm) "
-    return int(fields[1]), int(fields[11]) + int(fields[12])
-
-
-def _all_pids() -> list[int]:
-    return [int(p) for p in os.listdir("/proc") if p.isdigit()]
-
-
-def tree_ticks(root: int) -> dict[int, int]:
-    """CPU ticks of `root` and every process below it (uvicorn's workers and such)."""
-    stats = {pid: s for pid in _all_pids() if (s := _stat(pid)) is not None}
-    members = {root}
-    grew = True
-    while grew:  # bounded: each pass adds at least one process or stops
-        before = len(members)
-        members |= {pid for pid, (ppid, _) in stats.items() if ppid in members}
-        grew = len(members) > before
-    return {pid: stats[pid][1] for pid in members if pid in stats}
-
-
-def database_ticks(dbname: str | None) -> dict[int, int]:
-    """CPU ticks of the PostgreSQL backends connected to `dbname`."""
-    if not dbname:
-        return {}
-    found: dict[int, int] = {}
-    for pid in _all_pids():
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
-        except OSError:
-            continue
-        if cmdline.startswith(b"postgres: ") and f" {dbname} ".encode() in cmdline:
-            stat = _stat(pid)
-            if stat is not None:
-                found[pid] = stat[1]
-    return found
-
-
-def busy_ticks() -> int:
-    """CPU ticks the whole machine has spent busy (all cores), from /proc/stat."""
-    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
-    return user + nice + system + irq + softirq + steal
-
-
-def wait_for_quiet(limit_s: float, console: Console) -> float:
-    """Wait (at most `limit_s`) until the rest of the machine uses < 0.25 core; the load."""
-    deadline = time.monotonic() + limit_s
-    while True:
-        before = busy_ticks()
-        time.sleep(1.0)
-        cores = (busy_ticks() - before) / CLK_TCK
-        if cores < 0.25 or time.monotonic() >= deadline:
-            return cores
-        console.print(f"  waiting for a quiet machine: {cores:.2f} cores busy elsewhere")
-
-
-def database_sessions(dbname: str | None, pg_admin_url: str) -> int | None:
-    """Connections PostgreSQL has opened (and closed) to `dbname` so far."""
-    if not dbname:
-        return None
-    import psycopg
-
-    with psycopg.connect(pg_admin_url, autocommit=True, connect_timeout=5) as conn:
-        row = conn.execute(
-            "SELECT sessions FROM pg_stat_database WHERE datname = %s", (dbname,)
-        ).fetchone()
-    return int(row[0]) if row else None
-
-
-def ticks_delta(before: dict[int, int], after: dict[int, int]) -> int:
-    """Ticks spent between two snapshots; a process born in between counts from zero."""
-    return sum(t - before.get(pid, 0) for pid, t in after.items())
-
-
-def stop_group(proc: subprocess.Popen[bytes]) -> None:
-    """Stop a server started in its own session (its pid is the group id)."""
-    if proc.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(STOP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(STOP_TIMEOUT_S)
-
-
 def wait_ready(proc: subprocess.Popen[bytes], url: str, log: Path) -> dict[str, Any]:
     """The discovery document, once the server answers; fails if the server dies."""
     deadline = time.monotonic() + READY_TIMEOUT_S
@@ -255,34 +167,7 @@ def wait_ready(proc: subprocess.Popen[bytes], url: str, log: Path) -> dict[str, 
     raise RuntimeError(f"The server did not answer {url} within {READY_TIMEOUT_S:.0f} s")
 
 
-def tail(path: Path, lines: int = 20) -> str:
-    with contextlib.suppress(OSError):
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    return ""
-
-
 # --- Felles ----------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def fresh_database(
-    backend: str, pg_admin_url: str, folder: Path, prefix: str = "felles"
-) -> Iterator[tuple[str, str]]:
-    """(SQLAlchemy URL, PostgreSQL database name or '') of a new database, then removed."""
-    if backend == "sqlite":
-        yield f"sqlite+aiosqlite:///{folder / 'felles.db'}", ""
-        return
-    import psycopg
-
-    name = f"{prefix}_bench_identity_{os.getpid()}_{secrets.token_hex(3)}"
-    with psycopg.connect(pg_admin_url, autocommit=True, connect_timeout=5) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    base = pg_admin_url.rsplit("/", 1)[0].split("://", 1)[1]
-    try:
-        yield f"postgresql://{base}/{name}", name  # Felles picks its driver
-    finally:
-        with psycopg.connect(pg_admin_url, autocommit=True, connect_timeout=5) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 async def prepare_felles(url: str, persons: int, machine_jwk: dict[str, Any]) -> dict[str, Any]:
@@ -362,11 +247,6 @@ async def prepare_felles(url: str, persons: int, machine_jwk: dict[str, Any]) ->
     }
 
 
-def felles_command() -> list[str]:
-    script = Path(sys.executable).parent / "felles"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "felles"]
-
-
 # --- The peer --------------------------------------------------------------------------
 
 
@@ -429,41 +309,12 @@ class Run:
     error_samples: list[str]
 
 
-def percentile(sorted_values: list[float], q: float) -> float | None:
-    """Nearest-rank percentile of already sorted values."""
-    if not sorted_values:
-        return None
-    index = max(0, min(len(sorted_values) - 1, round(q * len(sorted_values) + 0.5) - 1))
-    return sorted_values[index]
-
-
-class LoadGenerators:
+class LoadGenerators(LoadProcesses):
     """Long-lived load-generator processes (spawned once, reused for every run)."""
 
     def __init__(self, processes: int, pg_admin_url: str) -> None:
+        super().__init__(processes, _load.worker_main)
         self.pg_admin_url = pg_admin_url
-        ctx = multiprocessing.get_context("spawn")
-        self.pipes: list[Connection] = []
-        self.procs = []
-        for _ in range(processes):
-            parent, child = ctx.Pipe()
-            proc = ctx.Process(target=_load.worker_main, args=(child,), daemon=True)
-            proc.start()
-            self.pipes.append(parent)
-            self.procs.append(proc)
-
-    def pids(self) -> list[int]:
-        return [p.pid for p in self.procs if p.pid is not None]
-
-    def close(self) -> None:
-        for pipe in self.pipes:
-            with contextlib.suppress(OSError):
-                pipe.send(None)
-        for proc in self.procs:
-            proc.join(10)
-            if proc.is_alive():
-                proc.terminate()
-                proc.join(5)
 
     def run(
         self, server: Server, scenario: str, seconds: float, concurrency: int, measure: bool
@@ -486,14 +337,14 @@ class LoadGenerators:
         before = (
             tree_ticks(server.proc.pid),
             database_ticks(server.dbname),
-            {p: (_stat(p) or (0, 0))[1] for p in self.pids()},
+            self.ticks(),
             busy_ticks(),
         )
         time.sleep(max(0.0, start_at + seconds - time.time()))
         after = (
             tree_ticks(server.proc.pid),
             database_ticks(server.dbname),
-            {p: (_stat(p) or (0, 0))[1] for p in self.pids()},
+            self.ticks(),
             busy_ticks(),
         )
         ours = sum(ticks_delta(b, a) for b, a in zip(before[:3], after[:3], strict=True))
@@ -542,25 +393,15 @@ class LoadGenerators:
 
 
 def summarise(runs: list[Run]) -> dict[str, Any]:
-    def stats(values: list[float | None]) -> dict[str, float] | None:
-        present = [v for v in values if v is not None]
-        if not present:
-            return None
-        return {
-            "median": round(statistics.median(present), 3),
-            "min": round(min(present), 3),
-            "max": round(max(present), 3),
-        }
-
     return {
-        "ops_per_s": stats([r.ops_per_s for r in runs]),
-        "cpu_ms_per_op": stats([r.cpu_ms_per_op for r in runs]),
-        "db_cpu_ms_per_op": stats([r.db_cpu_ms_per_op for r in runs]),
-        "loadgen_cpu_ms_per_op": stats([r.loadgen_cpu_ms_per_op for r in runs]),
-        "other_load_cores": stats([r.other_cores for r in runs]),
-        "db_connections_per_1000_ops": stats([r.db_connections_per_1000_ops for r in runs]),
-        "p50_ms": stats([r.p50_ms for r in runs]),
-        "p99_ms": stats([r.p99_ms for r in runs]),
+        "ops_per_s": median_range([r.ops_per_s for r in runs]),
+        "cpu_ms_per_op": median_range([r.cpu_ms_per_op for r in runs]),
+        "db_cpu_ms_per_op": median_range([r.db_cpu_ms_per_op for r in runs]),
+        "loadgen_cpu_ms_per_op": median_range([r.loadgen_cpu_ms_per_op for r in runs]),
+        "other_load_cores": median_range([r.other_cores for r in runs]),
+        "db_connections_per_1000_ops": median_range([r.db_connections_per_1000_ops for r in runs]),
+        "p50_ms": median_range([r.p50_ms for r in runs]),
+        "p99_ms": median_range([r.p99_ms for r in runs]),
         "errors": sum(r.errors for r in runs),
         "operations": sum(r.ok for r in runs),
     }
@@ -610,36 +451,7 @@ class Bench:
             made = asyncio.run(prepare_felles(url, self.args.persons, self.public_jwk()))
             if self.people is None:
                 self.people = made["people"]
-            port = free_port()
-            env = {
-                **os.environ,
-                "FELLES_ENV": "test",
-                "FELLES_DATABASE_URL": url,
-                "FELLES_DATA_DIR": str(folder / "var"),
-                "FELLES_BASE_URL": f"http://127.0.0.1:{port}",
-            }
-            env.pop("FELLES_REDIS_URL", None)
-            log = folder / "server.log"
-            command = [
-                *felles_command(),
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--workers",
-                workers[1:],
-            ]
-            with log.open("wb") as out:
-                proc = subprocess.Popen(
-                    command,
-                    env=env,
-                    cwd=folder,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL,
-                    start_new_session=True,
-                )
+            proc, port, log = start_felles(url, folder, int(workers[1:]))
             try:
                 doc = wait_ready(
                     proc, f"http://127.0.0.1:{port}/.well-known/openid-configuration", log
@@ -771,15 +583,6 @@ def measure(
 
 
 # --- Reporting -------------------------------------------------------------------------
-
-
-def fmt(stat: dict[str, float] | None, digits: int = 0, ranged: bool = True) -> str:
-    if stat is None:
-        return "-"
-    median = f"{stat['median']:,.{digits}f}"
-    if not ranged:
-        return median
-    return f"{median} ({stat['min']:,.{digits}f}-{stat['max']:,.{digits}f})"
 
 
 GROUPS = {
@@ -1027,12 +830,7 @@ def chart(rows: list[dict[str, Any]]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=10.0, help="Length of one run.")
-    parser.add_argument("--runs", type=int, default=3, help="Measured runs per scenario.")
-    parser.add_argument("--warmup", type=float, default=2.0, help="Warm-up seconds per scenario.")
-    parser.add_argument("--concurrency", type=int, default=16, help="Virtual clients in all.")
-    parser.add_argument("--processes", type=int, default=2, help="Load-generator processes.")
-    parser.add_argument("--persons", type=int, default=2000, help="People in the demo country.")
+    add_load_options(parser, "scenario", 2.0, 16, "Virtual clients", 2000, DEFAULT_PG_URL)
     parser.add_argument("--full", action="store_true", help="Every scenario on every setup.")
     parser.add_argument(
         "--only",
@@ -1041,22 +839,10 @@ def main() -> None:
     )
     parser.add_argument("--setups", help="Comma-separated setups from the plan to keep.")
     parser.add_argument("--scenarios", help="Comma-separated scenarios to keep.")
-    parser.add_argument("--pg-url", default=DEFAULT_PG_URL, help="Admin URL to create databases.")
-    parser.add_argument(
-        "--quiet-wait",
-        type=float,
-        default=0.0,
-        help="Before each server, wait up to this many seconds for other load to stop.",
-    )
-    parser.add_argument("--markdown", action="store_true", help="Also print a Markdown table.")
-    parser.add_argument("--keep-logs", action="store_true", help="Copy server logs to results/.")
     parser.add_argument("--output", type=Path, default=RESULTS)
     parser.add_argument("--chart", type=Path, default=CHART)
     args = parser.parse_args()
-    if not (1 <= args.runs <= 20 and 1 <= args.seconds <= 120 and 0 <= args.warmup <= 60):
-        parser.error("--runs 1-20, --seconds 1-120 and --warmup 0-60")
-    if not (1 <= args.processes <= 8 and args.processes <= args.concurrency <= 512):
-        parser.error("--processes 1-8 and --concurrency between --processes and 512")
+    check_load_options(parser, args)
 
     plan = FULL_PLAN if args.full else DEFAULT_PLAN
     if args.only:
@@ -1091,26 +877,16 @@ def main() -> None:
     for name, value in verdict.items():
         console.print(f"target {name}: {json.dumps(value)}", highlight=False)
     report = {
-        "benchmark": "identity",
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "wall_seconds": round(time.perf_counter() - began, 1),
-        "machine": {
-            "python": platform.python_version(),
-            "node": node_version(),
-            "oidc_provider": peer_version(),
-            "node_pg": peer_version("pg"),
-            "platform": platform.platform(),
-            "cpus": os.cpu_count(),
-            "load_average_1m_before": round(load_average, 2),
-        },
+        **report_head(
+            "identity",
+            began,
+            load_average,
+            node=node_version(),
+            oidc_provider=peer_version(),
+            node_pg=peer_version("pg"),
+        ),
         "method": {
-            "runs": args.runs,
-            "seconds": args.seconds,
-            "warmup_seconds": args.warmup,
-            "concurrency": args.concurrency,
-            "load_generator_processes": args.processes,
-            "persons": args.persons,
+            **load_method(args),
             "cpu": "utime+stime of the server process tree from /proc/<pid>/stat; "
             "db_cpu_ms_per_op: PostgreSQL backends connected to the server's database "
             "(Felles', or the peer-pg row's)",
