@@ -124,7 +124,9 @@ def worker() -> None:
         runtime = EventsRuntime(conf, db)
         dispatcher = runtime.dispatcher()
         err.print("Felles worker is delivering events  (press Ctrl+C to stop)")
-        rendering = asyncio.create_task(receipts.run_now_and_then(db, conf.receipts_seconds or 2.0))
+        rendering = asyncio.create_task(
+            receipts.run_now_and_then(db, conf.receipts_seconds or 2.0, conf)
+        )
         try:
             await dispatcher.run()
         finally:

@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from felles.config import Settings
 from felles.db import Database
 from felles.notifications.service import read_outbox
-from felles.portal import attachments
+from felles.portal import attachments, receipts
 from felles.portal.models import Draft, PendingPost, Submission
 from felles.portal.references import normalise
 from felles.portal.session import COOKIE
@@ -111,7 +111,9 @@ async def test_kindergarten_from_login_to_receipt(
         assert row.data["applicant_name"], "prefilled from the population register"
         log = await registry.data_access_log(session, pid)
     assert any(e.accessed_by == "portal:kindergarten-place" for e in log)
-    # The person gets an e-mail saying it arrived, never what was in it.
+    # The receipt worker renders the PDF and e-mails the person that it arrived, never
+    # what was in it.
+    assert await receipts.generate_pending(db, settings=settings) >= 1
     mails = [
         m for m in read_outbox(settings.data_dir / "outbox") if reference.group(1) in m["text"]
     ]

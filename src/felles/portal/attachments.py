@@ -311,6 +311,23 @@ async def list_for_submission(session: AsyncSession, submission_id: str) -> list
     return await _listed(session, Attachment.submission_id == submission_id)
 
 
+async def files_of_submissions(
+    session: AsyncSession, submission_ids: list[str]
+) -> dict[str, list[AttachmentRecord]]:
+    """The files of many submissions at once (for the receipt worker's batches)."""
+    if not submission_ids:
+        return {}
+    rows = await session.scalars(
+        select(Attachment)
+        .where(Attachment.submission_id.in_(submission_ids))
+        .order_by(Attachment.created_at, Attachment.id)
+    )
+    found: dict[str, list[AttachmentRecord]] = {}
+    for row in rows:
+        found.setdefault(str(row.submission_id), []).append(_record(row))
+    return found
+
+
 async def list_for_message(session: AsyncSession, message_id: str) -> list[AttachmentRecord]:
     return await _listed(session, Attachment.message_id == message_id)
 

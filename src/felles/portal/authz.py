@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import structlog
 from sqlalchemy import select
@@ -106,21 +107,24 @@ async def services_allowed(
     return allowed
 
 
-async def _log(
-    session: AsyncSession, pid: str, party: Party, service: str | None, action: str, d: Decision
-) -> None:
-    session.add(
-        AccessDecision(
-            decided_at=datetime.now(UTC),
-            pid=pid,
-            party_kind=party.kind.value,
-            party_id=party.id,
-            service_code=service,
-            action=action,
-            allowed=d.allowed,
-            reason=d.reason,
-        )
-    )
+def decision_values(
+    pid: str, party: Party, service: str | None, action: str, d: Decision, at: datetime
+) -> dict[str, Any]:
+    """The row that records a decision (`portal_access_decision`)."""
+    return {
+        "decided_at": at,
+        "pid": pid,
+        "party_kind": party.kind.value,
+        "party_id": party.id,
+        "service_code": service,
+        "action": action,
+        "allowed": d.allowed,
+        "reason": d.reason,
+    }
+
+
+def announce(pid: str, party: Party, service: str | None, action: str, d: Decision) -> None:
+    """The log line of a decision (the identity number masked)."""
     log.info(
         "access decision",
         person=mask_pid(pid),
@@ -132,16 +136,25 @@ async def _log(
     )
 
 
+async def _log(
+    session: AsyncSession, pid: str, party: Party, service: str | None, action: str, d: Decision
+) -> None:
+    session.add(
+        AccessDecision(**decision_values(pid, party, service, action, d, datetime.now(UTC)))
+    )
+    announce(pid, party, service, action, d)
+
+
 async def may_use(
     session: AsyncSession, pid: str, party: Party, definition: ServiceDefinition, action: str
 ) -> Decision:
     """May `pid`, acting for `party`, use this service (start, fill in, submit, read)?"""
-    decision = await _service_decision(session, pid, party, definition)
+    decision = await judge_use(session, pid, party, definition)
     await _log(session, pid, party, definition.code, action, decision)
     return decision
 
 
-async def _service_decision(
+async def judge_use(
     session: AsyncSession, pid: str, party: Party, definition: ServiceDefinition
 ) -> Decision:
     audience = definition.audience

@@ -6,10 +6,8 @@ agency can publish a new version without breaking forms people are filling in.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import select
@@ -116,18 +114,44 @@ async def withdraw(session: AsyncSession, code: str, owner_orgnr: str) -> None:
     service.withdrawn_at = now()
 
 
-@lru_cache(maxsize=512)
-def _definition(code: str, version: int, stored: str) -> ServiceDefinition:
-    """Parsed definitions, kept: a published version never changes."""
-    return ServiceDefinition.model_validate(json.loads(stored))
+@dataclass(frozen=True, slots=True)
+class Version:
+    """A published version, parsed: what drafts, submissions and receipts need."""
+
+    definition: ServiceDefinition
+    owner_orgnr: str
+    # The document as published (what a receipt renderer in another process parses).
+    document: dict[str, Any]
 
 
-async def definition(session: AsyncSession, code: str, version: int) -> ServiceDefinition:
-    """One published version (also of a withdrawn service: drafts and receipts need it)."""
-    row = await session.get(ServiceVersion, (code, version))
+# Published versions never change, so each process keeps the ones it has read, per
+# database (a process may talk to more than one, as tests and benchmarks do).
+_versions: dict[tuple[str, str, int], Version] = {}
+MAX_CACHED = 2048
+
+
+async def version(session: AsyncSession, code: str, number: int) -> Version:
+    """One published version (also of a withdrawn service: drafts and receipts need it),
+    read from the database once per process."""
+    key = (str(session.get_bind().engine.url), code, number)
+    found = _versions.get(key)
+    if found is not None:
+        return found
+    row = await session.get(ServiceVersion, (code, number))
     if row is None:
         raise ServiceNotFound(code)
-    return _definition(code, version, json.dumps(row.definition))
+    found = Version(
+        ServiceDefinition.model_validate(row.definition), row.owner_orgnr, row.definition
+    )
+    if len(_versions) >= MAX_CACHED:
+        _versions.clear()
+    _versions[key] = found
+    return found
+
+
+async def definition(session: AsyncSession, code: str, number: int) -> ServiceDefinition:
+    """One published version's definition (see `version`)."""
+    return (await version(session, code, number)).definition
 
 
 async def current(session: AsyncSession, code: str) -> CatalogueEntry:

@@ -16,16 +16,14 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from sqlalchemy import delete, select
-from starlette.background import BackgroundTask
 
 from felles.identity import levels
-from felles.portal import attachments, authz, catalogue, forms, receipts
+from felles.portal import attachments, authz, catalogue, forms, receipts, sending
 from felles.portal.definition import Page, Question, ServiceDefinition
 from felles.portal.form_texts import describe
 from felles.portal.forms import ATTACHMENTS, CHECK, FieldError, OpenDraft
 from felles.portal.login import login_url
 from felles.portal.models import PendingPost, Submission
-from felles.portal.notify import send_receipt_notice
 from felles.portal.runtime import PortalRuntime
 from felles.portal.session import PortalSession
 from felles.portal.web import current, not_found, page, redirect, signed_in, to_login
@@ -457,37 +455,22 @@ def _render_check(
 
 @router.post("/portal/drafts/{draft_id}/submit")
 async def draft_submit(request: Request, draft_id: str) -> Response:
+    """Send: the receipt page at once (a second click gets the first one's receipt)."""
     rt, session = await signed_in(request)
-    async with rt.db.session() as db:
-        try:
-            opened = await forms.open_draft(db, draft_id, session.pid, session.party, "submit")
-        except forms.NotFound:
-            return not_found(request, rt, session)
-        if opened.draft.submitted_at is not None:  # a second click: the first one's receipt
-            return redirect(rt, session, await _receipt_url(db, opened))
-        if forms.next_step(opened) != CHECK:
-            return redirect(rt, session, _draft_url(draft_id, forms.next_step(opened)))
-        _, problems = forms.submitted_data(opened)
-        if problems:
-            files = await attachments.list_for_draft(db, draft_id)
-            return _render_check(request, rt, session, opened, problems, files)
-        try:
-            submission = await forms.submit(db, opened, session.pid, session.party)
-        except forms.Conflict:
-            submission = None
-        except forms.Refused:
-            return not_found(request, rt, session)
-    if submission is None:  # a concurrent click won: show its receipt
+    try:
+        sent = await sending.send(rt.db, draft_id, session.pid, session.party, session.name)
+    except forms.NotFound:
+        return not_found(request, rt, session)
+    except sending.Incomplete as incomplete:
+        return redirect(rt, session, _draft_url(draft_id, incomplete.step))
+    except forms.Conflict:  # changed in another tab meanwhile: look again before sending
+        return redirect(rt, session, _draft_url(draft_id, CHECK))
+    except sending.Invalid as invalid:
         async with rt.db.session() as db:
-            sid = await db.scalar(select(Submission.id).where(Submission.draft_id == draft_id))
-        return redirect(
-            rt,
-            session,
-            f"/portal/submissions/{sid}/receipt" if sid else f"/portal/drafts/{draft_id}",
-        )
-    response = redirect(rt, session, f"/portal/submissions/{submission.id}/receipt")
-    response.background = BackgroundTask(send_receipt_notice, rt.db, rt.settings, submission.id)
-    return response
+            opened = await forms.open_draft(db, draft_id, session.pid, session.party, "view")
+            files = await attachments.list_for_draft(db, draft_id)
+            return _render_check(request, rt, session, opened, invalid.problems, files)
+    return redirect(rt, session, f"/portal/submissions/{sent.submission_id}/receipt")
 
 
 async def _own_submission(

@@ -12,23 +12,20 @@ import dataclasses
 import io
 import re
 import secrets
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from felles.portal import attachments, authz, portal_events
+from felles.portal import authz
 from felles.portal.catalogue import CatalogueEntry
 from felles.portal.catalogue import definition as definition_of
 from felles.portal.definition import Page, Question, ServiceDefinition
-from felles.portal.models import Draft, Message, MessageKind, Submission
+from felles.portal.models import Draft, Submission
 from felles.portal.prefill import prefill
-from felles.portal.references import new_reference
 from felles.portal.session import Party
 
 CHECK = "check"  # the check-your-answers step, after the last page
@@ -445,77 +442,6 @@ def submitted_data(opened: OpenDraft) -> tuple[dict[str, Any], list[tuple[str, F
         page = page_of.get(name, shown[0].id if shown else CHECK)
         problems.append((page, FieldError(name, _CODES.get(str(error.validator), "wrong_format"))))
     return final, problems
-
-
-async def submit(session: AsyncSession, opened: OpenDraft, pid: str, party: Party) -> Submission:
-    """Turn the draft into a submission with a receipt, exactly once: a second click, or a
-    retry after a lost answer, gets the same submission back."""
-    draft = opened.draft
-    draft_id = draft.id
-    existing = await session.scalar(select(Submission).where(Submission.draft_id == draft_id))
-    if existing is not None:
-        return existing
-    decision = await authz.may_use(session, pid, party, opened.definition, "submit")
-    if not decision.allowed:
-        raise Refused(decision)
-    data, problems = submitted_data(opened)
-    if problems:
-        raise ValueError(problems)
-    at = now()
-    claimed = await session.execute(
-        update(Draft)
-        .where(Draft.id == draft.id, Draft.submitted_at.is_(None))
-        .values(submitted_at=at, revision=Draft.revision + 1)
-        .execution_options(synchronize_session=False)
-    )
-    if claimed.rowcount != 1:  # type: ignore[attr-defined]
-        raise Conflict(draft.id)
-    submission = Submission(
-        id=str(uuid.uuid4()),
-        reference=new_reference(),
-        draft_id=draft.id,
-        service_code=draft.service_code,
-        service_version=draft.service_version,
-        owner_orgnr=await _owner(session, opened),
-        party_kind=draft.party_kind,
-        party_id=draft.party_id,
-        submitted_by=pid,
-        data=data,
-        submitted_at=at,
-    )
-    session.add(submission)
-    try:
-        await session.flush()
-    except IntegrityError:  # the one-in-billions reference collision: the caller retries
-        raise Conflict(draft_id) from None
-    session.add(
-        Message(
-            id=str(uuid.uuid4()),
-            party_kind=draft.party_kind,
-            party_id=draft.party_id,
-            kind=MessageKind.receipt.value,
-            sender_orgnr=submission.owner_orgnr,
-            submission_id=submission.id,
-            title=opened.definition.name.nb,
-            body=opened.definition.receipt.text.nb,
-            created_at=at,
-            read_at=at,
-        )
-    )
-    await attachments.move_to_submission(session, draft_id, submission.id)
-    await portal_events.submission_changed(session, "submission.created", submission)
-    await session.flush()
-    return submission
-
-
-async def _owner(session: AsyncSession, opened: OpenDraft) -> str:
-    from felles.portal.models import ServiceVersion
-
-    row = await session.get(
-        ServiceVersion, (opened.draft.service_code, opened.draft.service_version)
-    )
-    assert row is not None
-    return row.owner_orgnr
 
 
 async def get_submission(

@@ -118,6 +118,10 @@ class Submission(Base):
     party_id: Mapped[str] = mapped_column(String(11))
     submitted_by: Mapped[str] = mapped_column(String(11))
     data: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # What the receipt shows besides the answers, as it was when sent: the names of the
+    # sender and the party, the labels of choices drawn from the registers, and where
+    # prefilled values came from. The receipt is rendered later without lookups.
+    receipt_facts: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     status: Mapped[str] = mapped_column(String(16), default=SubmissionStatus.received.value)
     submitted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     acknowledged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -1,13 +1,16 @@
 """Telling a person by e-mail that their submission arrived (if the contact register has
-their address). Sent after the receipt page is answered, so the receipt never waits on
-the mail server; a failure is logged and the receipt stays in the inbox regardless."""
+their address). The receipt worker writes these for each batch it renders, so the
+receipt page never waits on the mail server; the e-mail says who received what, never
+what was sent."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from felles.config import Settings
-from felles.db import Database
 from felles.notifications.service import NotificationError, Notifier
 from felles.portal import catalogue
 from felles.portal.models import Submission
@@ -31,29 +34,61 @@ BODY = N_(
 )
 
 
-async def send_receipt_notice(db: Database, settings: Settings, submission_id: str) -> None:
-    try:
-        async with db.session() as session:
-            submission = await session.get(Submission, submission_id)
-            if submission is None:
-                return
-            contact = await registry.contact(session, submission.submitted_by, ACCESS)
-            if contact is None or not contact.email:
-                return
-            definition = await catalogue.definition(
-                session, submission.service_code, submission.service_version
-            )
-            lang = contact.language if contact.language in ("nb", "nn", "en") else "nb"
-            agency = (await registry.get_agency(session, submission.owner_orgnr)).name(lang)
+@dataclass(frozen=True, slots=True)
+class Notice:
+    to: str
+    subject: str
+    text: str
+    reference: str
+
+
+async def receipt_notices(
+    session: AsyncSession, submissions: list[Submission], settings: Settings
+) -> list[Notice]:
+    """The e-mails for these submissions' senders who have an address (looked up in one
+    go, and recorded as the portal's lookups)."""
+    contacts = await registry.contacts(session, [s.submitted_by for s in submissions], ACCESS)
+    agencies: dict[tuple[str, str], str] = {}
+    notices = []
+    for submission in submissions:
+        contact = contacts.get(submission.submitted_by)
+        if contact is None or not contact.email:
+            continue
+        lang = contact.language if contact.language in ("nb", "nn", "en") else "nb"
+        definition = await catalogue.definition(
+            session, submission.service_code, submission.service_version
+        )
+        key = (submission.owner_orgnr, lang)
+        if key not in agencies:
+            try:
+                agencies[key] = (await registry.get_agency(session, key[0])).name(lang)
+            except registry.NotFound:
+                agencies[key] = key[0]
         gettext = translations(lang).gettext
         values: dict[str, Any] = {
             "service": definition.name(lang),
-            "agency": agency,
+            "agency": agencies[key],
             "reference": submission.reference,
             "link": f"{settings.base_url}/portal/submissions/{submission.id}/receipt",
         }
-        await Notifier.from_environment(settings).send_email(
-            contact.email, gettext(SUBJECT) % values, gettext(BODY) % values
+        notices.append(
+            Notice(
+                contact.email,
+                gettext(SUBJECT) % values,
+                gettext(BODY) % values,
+                submission.reference,
+            )
         )
-    except (NotificationError, registry.NotFound, catalogue.ServiceNotFound) as exc:
-        log.warning("receipt notice not sent", reason=type(exc).__name__)
+    return notices
+
+
+async def send_notices(notices: list[Notice], settings: Settings) -> None:
+    """Hand the e-mails over; one that fails is logged (by reference) and the rest go."""
+    if not notices:
+        return
+    notifier = Notifier.from_environment(settings)
+    for notice in notices:
+        try:
+            await notifier.send_email(notice.to, notice.subject, notice.text)
+        except NotificationError as exc:
+            log.warning("receipt notice not sent", reference=notice.reference, reason=str(exc))

@@ -26,13 +26,14 @@ import random
 import threading
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from felles.config import Settings
 from felles.db import Database
-from felles.portal import attachments, catalogue
+from felles.portal import attachments, catalogue, notify
 from felles.portal.definition import ServiceDefinition
 from felles.portal.models import Draft, PartyKind, ServiceVersion, Submission
 from felles.portal.receipt_pdf import AttachedFile, ReceiptFacts, render_receipt
@@ -189,58 +190,147 @@ async def _render_submission(
     )
 
 
-async def _store(session: AsyncSession, submission_id: str, pdf: bytes) -> None:
-    # Only if still missing: two renders of one receipt (possible on SQLite, or a
-    # download racing the worker) give the same content, and the first one stays.
-    await session.execute(
-        update(Submission)
-        .where(Submission.id == submission_id, Submission.receipt_ready_at.is_(None))
-        .values(receipt_pdf=pdf, receipt_ready_at=datetime.now(UTC))
+_SUBMISSIONS = cast(Table, Submission.__table__)
+# Store a batch's PDFs (one statement, many rows), each only if still missing.
+STORE = (
+    update(_SUBMISSIONS)
+    .where(_SUBMISSIONS.c.id == bindparam("b_id"), _SUBMISSIONS.c.receipt_ready_at.is_(None))
+    .values(receipt_pdf=bindparam("b_pdf"), receipt_ready_at=bindparam("b_at"))
+)
+
+
+async def _agency_name(session: AsyncSession, orgnr: str, lang: str) -> str:
+    try:
+        return (await registry.get_agency(session, orgnr)).name(lang)
+    except registry.NotFound:
+        return orgnr
+
+
+# One receipt to render: service code, version, published document, facts, language.
+Job = tuple[str, int, Mapping[str, Any], ReceiptFacts, str]
+
+
+def render_batch_in_worker(
+    jobs: list[Job],
+) -> list[bytes | None]:
+    """Many receipts in one trip to the worker process; None where one failed."""
+    done: list[bytes | None] = []
+    for code, version, document, facts, lang in jobs:
+        try:
+            done.append(render_in_worker(code, version, document, facts, lang))
+        except Exception:  # one bad receipt must not cost the batch its others
+            done.append(None)
+    return done
+
+
+async def _render_batch(
+    pool: concurrent.futures.Executor | None,
+    jobs: list[Job],
+) -> list[bytes | None]:
+    global _pool
+    chosen = pool or default_pool()
+    if chosen is not None:
+        try:
+            return await asyncio.get_running_loop().run_in_executor(
+                chosen, render_batch_in_worker, jobs
+            )
+        except concurrent.futures.BrokenExecutor:
+            if pool is not None:
+                raise
+            log.warning("receipt_pool_broken")
+            with _pool_lock:
+                _pool = None
+    return await asyncio.to_thread(render_batch_in_worker, jobs)
+
+
+def _facts_kept(submission: Submission, files: list[AttachedFile], agency: str) -> ReceiptFacts:
+    """The facts from what the submission kept when it was sent (no lookups)."""
+    kept = submission.receipt_facts or {}
+    return ReceiptFacts(
+        reference=submission.reference,
+        submitted_at=submission.submitted_at,
+        agency=agency,
+        party_name=str(kept.get("party", "")),
+        party_is_person=submission.party_kind == PartyKind.person.value,
+        party_number=submission.party_id,
+        submitted_by=str(kept.get("submitted_by", "")),
+        data=submission.data,
+        attachments=tuple(files),
+        prefilled={str(k): str(v) for k, v in (kept.get("sources") or {}).items()},
+        chosen={str(k): str(v) for k, v in (kept.get("chosen") or {}).items()},
     )
 
 
-async def _generate_one(
-    db: Database, pool: concurrent.futures.Executor | None, skip: set[str]
-) -> str | None:
-    """Claim one submission without a receipt, render and store it, in one short
-    transaction; its id, or None when there is nothing left."""
-    statement = select(Submission).where(Submission.receipt_ready_at.is_(None))
-    if skip:
-        statement = statement.where(Submission.id.not_in(skip))
-    statement = statement.order_by(Submission.submitted_at).limit(1)
-    async with db.session() as session:
-        if not db.is_sqlite:
-            statement = statement.with_for_update(skip_locked=True)
-        submission = await session.scalar(statement)
-        if submission is None:
-            return None
-        claimed, reference = submission.id, submission.reference
-        try:
-            pdf = await _render_submission(session, submission, STORED_LANGUAGE, pool)
-        except Exception as exc:
-            # The reference, not the person: no identity number goes to the log.
-            log.warning("receipt_failed", reference=reference, error=type(exc).__name__)
-            skip.add(claimed)
-            await session.rollback()
-            return claimed
-        await _store(session, claimed, pdf)
-        return claimed
-
-
 async def generate_pending(
-    db: Database, *, limit: int = 50, pool: concurrent.futures.Executor | None = None
+    db: Database,
+    *,
+    limit: int = 50,
+    pool: concurrent.futures.Executor | None = None,
+    settings: Settings | None = None,
 ) -> int:
-    """Render and store up to `limit` receipts still missing; how many were stored.
-    A receipt that fails is logged and left for the next round."""
-    done = 0
-    failed: set[str] = set()
-    for _ in range(limit):
-        before = len(failed)
-        claimed = await _generate_one(db, pool, failed)
-        if claimed is None:
-            break
-        done += len(failed) == before
-    return done
+    """Render and store up to `limit` receipts still missing, in one batch (one claim,
+    one trip to the renderer, one store), and tell each sender by e-mail that their
+    submission arrived (given the `settings` that say how to send mail); how many were
+    stored. A receipt that fails is logged and tried again next round."""
+    statement = (
+        select(Submission)
+        .where(Submission.receipt_ready_at.is_(None))
+        .order_by(Submission.submitted_at)
+        .limit(limit)
+    )
+    if not db.is_sqlite:  # several workers: each takes receipts nobody else holds
+        statement = statement.with_for_update(skip_locked=True)
+    async with db.session() as session:
+        batch = list((await session.scalars(statement)).all())
+        if not batch:
+            return 0
+        files = await attachments.files_of_submissions(session, [s.id for s in batch])
+        agencies: dict[str, str] = {}
+        jobs: list[Job] = []
+        for submission in list(batch):
+            try:
+                version = await catalogue.version(
+                    session, submission.service_code, submission.service_version
+                )
+            except catalogue.ServiceNotFound:
+                log.warning("receipt_failed", reference=submission.reference)
+                batch.remove(submission)
+                continue
+            if submission.receipt_facts is None:  # sent before facts were kept
+                _, _, facts = await _facts(session, submission, STORED_LANGUAGE)
+            else:
+                owner = submission.owner_orgnr
+                if owner not in agencies:
+                    agencies[owner] = await _agency_name(session, owner, STORED_LANGUAGE)
+                attached = [AttachedFile(f.filename, f.size) for f in files.get(submission.id, [])]
+                facts = _facts_kept(submission, attached, agencies[owner])
+            jobs.append(
+                (
+                    submission.service_code,
+                    submission.service_version,
+                    version.document,
+                    facts,
+                    STORED_LANGUAGE,
+                )
+            )
+        rendered = await _render_batch(pool, jobs)
+        at = datetime.now(UTC)
+        stored = []
+        for submission, pdf in zip(batch, rendered, strict=True):
+            if pdf is None:  # the reference, never the person, goes to the log
+                log.warning("receipt_failed", reference=submission.reference)
+            else:
+                stored.append({"b_id": submission.id, "b_pdf": pdf, "b_at": at})
+        notices: list[notify.Notice] = []
+        if stored:
+            await (await session.connection()).execute(STORE, stored)
+            done = {row["b_id"] for row in stored}
+            if settings is not None:
+                sent = [s for s in batch if s.id in done]
+                notices = await notify.receipt_notices(session, sent, settings)
+    if settings is not None:  # after the commit: no rows held while a mail server answers
+        await notify.send_notices(notices, settings)
+    return len(stored)
 
 
 async def receipt_pdf(
@@ -250,34 +340,27 @@ async def receipt_pdf(
     lang: str = STORED_LANGUAGE,
     pool: concurrent.futures.Executor | None = None,
 ) -> bytes:
-    """The receipt for the download link: the stored copy, or rendered now (and stored)
-    if the worker has not made it yet; another language is rendered and not stored.
-    Whoever calls must already have checked the person may see the submission."""
+    """The receipt for the download link: the stored copy, or rendered now if the worker
+    has not made it yet (only the worker stores it: it also sends the e-mail); another
+    language is always rendered now. The caller has checked the person may see it."""
     async with db.session() as session:
         statement = select(Submission).where(Submission.id == submission_id)
         submission = await session.scalar(statement)
         if submission is None:
             raise SubmissionNotFound(submission_id)
-        if lang != STORED_LANGUAGE:
-            return await _render_submission(session, submission, lang, pool)
-        stored_pdf = statement.with_only_columns(Submission.receipt_pdf)
-        if not db.is_sqlite and submission.receipt_ready_at is None:
-            # Wait for a worker rendering it right now rather than render it twice.
-            stored_pdf = stored_pdf.with_for_update()
-        stored = await session.scalar(stored_pdf)
-        if stored is not None:
-            return bytes(stored)
-        pdf = await _render_submission(session, submission, STORED_LANGUAGE, pool)
-        await _store(session, submission.id, pdf)
-        return pdf
+        if lang == STORED_LANGUAGE and submission.receipt_ready_at is not None:
+            stored = await session.scalar(statement.with_only_columns(Submission.receipt_pdf))
+            if stored is not None:
+                return bytes(stored)
+        return await _render_submission(session, submission, lang, pool)
 
 
-async def run_now_and_then(db: Database, seconds: float) -> None:
+async def run_now_and_then(db: Database, seconds: float, settings: Settings) -> None:
     """Make pending receipts about every `seconds` (jittered, so several processes
     spread out) until cancelled; a failed round is logged and the next one tries again."""
     while True:
         try:
-            while await generate_pending(db) > 0:
+            while await generate_pending(db, settings=settings) > 0:
                 pass  # a full batch: more may be waiting
         except asyncio.CancelledError:
             raise

@@ -51,7 +51,7 @@ class PortalRuntime:
         """Render receipt PDFs in the background, never while a person waits."""
         if self.settings.receipts_seconds > 0 and self._receipts is None:
             self._receipts = asyncio.create_task(
-                receipts.run_now_and_then(self.db, self.settings.receipts_seconds)
+                receipts.run_now_and_then(self.db, self.settings.receipts_seconds, self.settings)
             )
 
     async def close(self) -> None:

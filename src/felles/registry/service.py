@@ -269,6 +269,31 @@ async def contact(session: AsyncSession, pid: str, access: Access) -> ContactRec
     return ContactRecord.model_validate(row) if row else None
 
 
+async def contacts(
+    session: AsyncSession, pids: list[str], access: Access
+) -> dict[str, ContactRecord]:
+    """Contact details of many people at once (those registered), each lookup recorded:
+    for workers that notify a batch of people."""
+    wanted = sorted(set(pids))
+    if not wanted:
+        return {}
+    rows = (await session.scalars(select(ContactInfo).where(ContactInfo.pid.in_(wanted)))).all()
+    if rows:
+        await session.execute(
+            insert(DataAccess),
+            [
+                {
+                    "pid": row.pid,
+                    "accessed_by": access.accessed_by,
+                    "purpose": access.purpose,
+                    "dataset": "contact",
+                }
+                for row in rows
+            ],
+        )
+    return {row.pid: ContactRecord.model_validate(row) for row in rows}
+
+
 async def data_access_log(
     session: AsyncSession, pid: str, limit: int = 100, offset: int = 0
 ) -> list[DataAccessRecord]:
