@@ -156,13 +156,16 @@ class _Writer:
         self.pdf.set_margins(MARGIN_MM, MARGIN_MM, MARGIN_MM)
         self.pdf.set_auto_page_break(True, margin=20)
         self.width = self.pdf.epw
+        self._font: tuple[str, float] | None = None
 
     # --- building blocks ---------------------------------------------------------------
     # Text is laid out here, not with fpdf2's multi_cell: greedy word wrapping with the
     # core font's width table is some twenty times cheaper, and receipts are mostly text.
 
     def font(self, size: float = BODY_PT, style: str = "") -> None:
-        self.pdf.set_font(FONT, style, size)
+        if (style, size) != self._font:  # fpdf2's set_font is not free; most calls repeat
+            self.pdf.set_font(FONT, style, size)
+            self._font = (style, size)
 
     def width_of(self, text: str) -> float:
         """The width of printable text in the current font, in mm."""

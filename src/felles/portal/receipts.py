@@ -8,8 +8,8 @@ worker has not got there yet, so the link always works.
 
 Rendering is CPU work (pure-Python fpdf2) and runs in a process pool, not on the event
 loop and not in a thread: a thread would hold the GIL and slow every request the process
-serves. One worker process is enough (a receipt takes milliseconds) and keeps the
-memory cost fixed. Where processes cannot be made (some sandboxes lack the semaphores
+serves. A batch is split over one process per core, so a backlog after a rush uses
+every core. Where processes cannot be made (some sandboxes lack the semaphores
 multiprocessing needs) it falls back to a thread.
 
 Language: the stored copy is in bokmål, the official record, and needs no table change
@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import multiprocessing
+import os
 import random
 import threading
 from collections.abc import Mapping
@@ -44,6 +45,9 @@ from felles.web.observability import log
 STORED_LANGUAGE = "nb"
 ACCESS = registry.Access(accessed_by="felles-portal", purpose="receipt")
 
+# One rendering process per core (at most four): a backlog of receipts after a rush is
+# rendered on every core, and between rushes the processes sleep.
+RENDER_PROCESSES = max(1, min(4, os.cpu_count() or 1))
 _pool: concurrent.futures.Executor | None = None
 _pool_lock = threading.Lock()
 
@@ -62,7 +66,9 @@ def default_pool() -> concurrent.futures.Executor | None:
                 # Spawned, not forked: a fork of a process with an event loop and driver
                 # threads can inherit locks held by threads that do not exist in the child.
                 context = multiprocessing.get_context("spawn")
-                _pool = concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=context)
+                _pool = concurrent.futures.ProcessPoolExecutor(
+                    max_workers=RENDER_PROCESSES, mp_context=context
+                )
             except (OSError, NotImplementedError, ImportError) as exc:
                 log.warning("receipt_pool_unavailable", error=type(exc).__name__)
                 return None
@@ -224,16 +230,20 @@ def render_batch_in_worker(
 
 
 async def _render_batch(
-    pool: concurrent.futures.Executor | None,
-    jobs: list[Job],
+    pool: concurrent.futures.Executor | None, jobs: list[Job]
 ) -> list[bytes | None]:
+    """The batch split over the rendering processes, results in the batch's order."""
     global _pool
     chosen = pool or default_pool()
     if chosen is not None:
+        loop = asyncio.get_running_loop()
+        size = -(-len(jobs) // RENDER_PROCESSES)  # ceiling division
+        chunks = [jobs[i : i + size] for i in range(0, len(jobs), size)]
         try:
-            return await asyncio.get_running_loop().run_in_executor(
-                chosen, render_batch_in_worker, jobs
+            parts = await asyncio.gather(
+                *(loop.run_in_executor(chosen, render_batch_in_worker, c) for c in chunks)
             )
+            return [pdf for part in parts for pdf in part]
         except concurrent.futures.BrokenExecutor:
             if pool is not None:
                 raise
