@@ -22,14 +22,8 @@ from felles.registry.models import Role
 from tests.web.browser import (
     ConsoleLog,
     Site,
+    assert_page_passes,
     browser_fixture,
-    csp_violations,
-    format_violations,
-    layout_problems,
-    page_width,
-    report_best_practice,
-    run_axe,
-    split_violations,
 )
 
 pytestmark = pytest.mark.browser
@@ -88,13 +82,7 @@ async def manager(db: Database) -> dict[str, str]:
 
 
 async def check(page: Page, console: ConsoleLog, where: str, width: int) -> None:
-    wcag, best_practice = split_violations(await run_axe(page))
-    report_best_practice(where, best_practice)
-    assert not wcag, f"axe found WCAG 2.1 AA violations on {where}:\n" + format_violations(wcag)
-    assert await page_width(page) <= width, f"{where} scrolls sideways"
-    problems = await layout_problems(page)
-    assert not problems, f"{where}:\n" + "\n".join(problems)
-    assert await csp_violations(page) == []
+    await assert_page_passes(page, where, width)
     # A form with mistakes is answered 400 on purpose; the browser logs that status.
     assert console.unexpected_errors(lambda e: "status of 400" in e) == [], console.errors
 

@@ -407,3 +407,16 @@ class Site:
         for context in self.contexts.values():
             await context.close()
         self.contexts.clear()
+
+
+async def assert_page_passes(page: Page, where: str, width: int) -> None:
+    """What every page must pass: axe's WCAG 2.1 AA rules (best-practice findings are
+    reported, not failed), no sideways scrolling at `width`, a sound narrow layout and no
+    content-security-policy violations."""
+    wcag, best_practice = split_violations(await run_axe(page))
+    report_best_practice(where, best_practice)
+    assert not wcag, f"axe found WCAG 2.1 AA violations on {where}:\n" + format_violations(wcag)
+    assert await page_width(page) <= width, f"{where} scrolls sideways"
+    problems = await layout_problems(page)
+    assert not problems, f"{where}:\n" + "\n".join(problems)
+    assert await csp_violations(page) == []

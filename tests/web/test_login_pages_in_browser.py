@@ -16,13 +16,7 @@ from felles.identity import clients
 from felles.registry import service as registry
 from tests.web.browser import (
     Site,
-    csp_violations,
-    format_violations,
-    layout_problems,
-    page_width,
-    report_best_practice,
-    run_axe,
-    split_violations,
+    assert_page_passes,
 )
 
 pytestmark = pytest.mark.browser
@@ -30,13 +24,7 @@ LANGUAGES = ("nb", "nn", "en")
 
 
 async def check(page: Page, where: str, width: int) -> None:
-    wcag, best_practice = split_violations(await run_axe(page))
-    report_best_practice(where, best_practice)
-    assert not wcag, f"axe found WCAG 2.1 AA violations on {where}:\n" + format_violations(wcag)
-    assert await page_width(page) <= width, f"{where} scrolls sideways"
-    problems = await layout_problems(page)
-    assert not problems, f"{where}:\n" + "\n".join(problems)
-    assert await csp_violations(page) == []
+    await assert_page_passes(page, where, width)
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -248,6 +248,23 @@ def _json(model: BaseModel) -> dict[str, Any]:
 # --- Submissions ------------------------------------------------------------------------
 
 
+async def _once(
+    request: Request,
+    caller: AgencyCaller,
+    key: str | None,
+    payload: Any,
+    create: Callable[[AsyncSession], Awaitable[tuple[int, Any]]],
+) -> JSONResponse:
+    """Run `create` once per Idempotency-Key: a retry gets the first answer back."""
+    return await once(
+        get_database(request),
+        caller=caller.client_id,
+        key=key,
+        fingerprint=request_fingerprint(request.method, request.url.path, payload),
+        create=create,
+    )
+
+
 @router.get(
     "/submissions",
     response_model=SubmissionPage,
@@ -415,13 +432,7 @@ async def answer(
             )
         return 201, _json(message)
 
-    return await once(
-        get_database(request),
-        caller=caller.client_id,
-        key=idempotency_key,
-        fingerprint=request_fingerprint("POST", request.url.path, new.model_dump()),
-        create=create,
-    )
+    return await _once(request, caller, idempotency_key, new.model_dump(), create)
 
 
 # --- Correspondence and messages --------------------------------------------------------
@@ -466,13 +477,7 @@ async def send_correspondence(
             )
         return 201, _json(message)
 
-    return await once(
-        get_database(request),
-        caller=caller.client_id,
-        key=idempotency_key,
-        fingerprint=request_fingerprint("POST", request.url.path, new.model_dump()),
-        create=create,
-    )
+    return await _once(request, caller, idempotency_key, new.model_dump(), create)
 
 
 @router.get(
@@ -530,13 +535,7 @@ async def publish(
             )
         return (201 if published.created else 200), _json(published)
 
-    return await once(
-        get_database(request),
-        caller=caller.client_id,
-        key=idempotency_key,
-        fingerprint=request_fingerprint("POST", request.url.path, document),
-        create=create,
-    )
+    return await _once(request, caller, idempotency_key, document, create)
 
 
 @router.delete(

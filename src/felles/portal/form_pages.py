@@ -58,13 +58,6 @@ def _back_url(opened: OpenDraft, step: str) -> str | None:
     return _draft_url(opened.draft.id, back) if back else None
 
 
-async def _agency_name(db: Any, orgnr: str, lang: str) -> str:
-    try:
-        return (await registry.get_agency(db, orgnr)).name(lang)
-    except registry.NotFound:
-        return orgnr
-
-
 # --- the service's start page ------------------------------------------------------------
 
 
@@ -77,7 +70,7 @@ async def service_start(request: Request, code: str) -> Response:
             entry = await catalogue.current(db, code[:63])
         except catalogue.ServiceNotFound:
             return not_found(request, rt, session)
-        agency = await _agency_name(db, entry.owner_orgnr, lang)
+        agency = await registry.agency_name(db, entry.owner_orgnr, lang)
         decision = None
         if session is not None:
             decision = await authz.may_use(db, session.pid, session.party, entry.definition, "view")
@@ -493,7 +486,7 @@ async def receipt(request: Request, submission_id: str) -> Response:
         if found is None:
             return not_found(request, rt, session)
         submission, definition = found
-        agency = await _agency_name(db, submission.owner_orgnr, lang)
+        agency = await registry.agency_name(db, submission.owner_orgnr, lang)
     return page(
         request,
         rt,

@@ -60,10 +60,7 @@ async def receipt_notices(
         )
         key = (submission.owner_orgnr, lang)
         if key not in agencies:
-            try:
-                agencies[key] = (await registry.get_agency(session, key[0])).name(lang)
-            except registry.NotFound:
-                agencies[key] = key[0]
+            agencies[key] = await registry.agency_name(session, key[0], lang)
         gettext = translations(lang).gettext
         values: dict[str, Any] = {
             "service": definition.name(lang),

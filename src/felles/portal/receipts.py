@@ -145,10 +145,7 @@ async def _facts(
         ServiceVersion, (submission.service_code, submission.service_version)
     )
     document = version.definition if version is not None else {}
-    try:
-        agency = (await registry.get_agency(session, submission.owner_orgnr)).name(lang)
-    except registry.NotFound:
-        agency = submission.owner_orgnr
+    agency = await registry.agency_name(session, submission.owner_orgnr, lang)
     is_person = submission.party_kind == PartyKind.person.value
     submitted_by = await _name_of_person(session, submission.submitted_by)
     if not is_person:
@@ -203,13 +200,6 @@ STORE = (
     .where(_SUBMISSIONS.c.id == bindparam("b_id"), _SUBMISSIONS.c.receipt_ready_at.is_(None))
     .values(receipt_pdf=bindparam("b_pdf"), receipt_ready_at=bindparam("b_at"))
 )
-
-
-async def _agency_name(session: AsyncSession, orgnr: str, lang: str) -> str:
-    try:
-        return (await registry.get_agency(session, orgnr)).name(lang)
-    except registry.NotFound:
-        return orgnr
 
 
 # One receipt to render: service code, version, published document, facts, language.
@@ -311,7 +301,7 @@ async def generate_pending(
             else:
                 owner = submission.owner_orgnr
                 if owner not in agencies:
-                    agencies[owner] = await _agency_name(session, owner, STORED_LANGUAGE)
+                    agencies[owner] = await registry.agency_name(session, owner, STORED_LANGUAGE)
                 attached = [AttachedFile(f.filename, f.size) for f in files.get(submission.id, [])]
                 facts = _facts_kept(submission, attached, agencies[owner])
             jobs.append(

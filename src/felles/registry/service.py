@@ -513,6 +513,14 @@ async def get_agency(session: AsyncSession, slug_or_orgnr: str) -> AgencyRecord:
     return AgencyRecord.model_validate(row)
 
 
+async def agency_name(session: AsyncSession, orgnr: str, lang: str) -> str:
+    """An agency's name in a language, or its number if it is not a registered agency."""
+    try:
+        return (await get_agency(session, orgnr)).name(lang)
+    except NotFound:
+        return orgnr
+
+
 async def counts(session: AsyncSession) -> dict[str, int]:
     """How many rows each register holds (for the front page and health checks)."""
     result: dict[str, int] = {}
