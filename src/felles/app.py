@@ -75,7 +75,7 @@ def create_app(settings: Settings | None = None) -> FellesApp:
             exempt_prefixes=CSRF_EXEMPT,
             exempt_paths=identity_api.CSRF_EXEMPT_PATHS,
             https=settings.https,
-            upload_paths=portal_form_pages.UPLOAD_PATHS,
+            upload_paths=(*portal_form_pages.UPLOAD_PATHS, *portal_api.UPLOAD_PATHS),
         ),
         title="Felles",
         version=__version__,

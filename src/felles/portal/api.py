@@ -43,6 +43,10 @@ from felles.web.problems import PROBLEM_MEDIA_TYPE, ProblemError
 SCOPE = "felles:portal.submissions"
 ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 
+# Correspondence carries files: the edge lets its bodies be larger than other requests'.
+CORRESPONDENCE_BODY_BYTES = 16_000_000
+UPLOAD_PATHS = ((re.compile(r"^/api/portal/v1/correspondence$"), CORRESPONDENCE_BODY_BYTES),)
+
 router = APIRouter(prefix="/api/portal/v1", tags=["portal"])
 
 
@@ -458,9 +462,8 @@ async def send_correspondence(
     """A message from your agency to someone's inbox, with up to 10 attachments (PDF,
     PNG, JPEG or text, 10 MB each). The recipient is in the body, never in the address.
 
-    The whole request must fit the server's body limit (`FELLES_MAX_BODY_BYTES`, 1 MB
-    by default, and base64 adds a third); a larger one gets a `payload-too-large`
-    problem (413). Operators raise the limit where agencies send big files."""
+    The whole request may be up to 16 MB (base64 adds a third to the files); a larger
+    one gets a `payload-too-large` problem (413)."""
 
     async def create(session: AsyncSession) -> tuple[int, Any]:
         with _as_problems():
