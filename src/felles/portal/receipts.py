@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import multiprocessing
 import os
 import random
@@ -73,6 +74,21 @@ def default_pool() -> concurrent.futures.Executor | None:
                 log.warning("receipt_pool_unavailable", error=type(exc).__name__)
                 return None
         return _pool
+
+
+async def warm_pool() -> None:
+    """Start the rendering processes now (spawning one and importing Felles takes about
+    a second), so the first receipt after start-up is as quick as the rest."""
+    pool = default_pool()
+    if pool is not None:
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(concurrent.futures.BrokenExecutor):
+            await asyncio.gather(
+                *(
+                    loop.run_in_executor(pool, render_batch_in_worker, [])
+                    for _ in range(RENDER_PROCESSES)
+                )
+            )
 
 
 def shutdown_pool() -> None:

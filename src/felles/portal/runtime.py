@@ -46,15 +46,21 @@ class PortalRuntime:
         self._jwks: tuple[float, KeySet] | None = None
         self._client_ready = False
         self._receipts: asyncio.Task[None] | None = None
+        self._warming: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Render receipt PDFs in the background, never while a person waits."""
+        self._warming = asyncio.create_task(receipts.warm_pool())
         if self.settings.receipts_seconds > 0 and self._receipts is None:
             self._receipts = asyncio.create_task(
                 receipts.run_now_and_then(self.db, self.settings.receipts_seconds, self.settings)
             )
 
     async def close(self) -> None:
+        if self._warming is not None:
+            self._warming.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._warming
         if self._receipts is not None:
             self._receipts.cancel()
             with contextlib.suppress(asyncio.CancelledError):
