@@ -116,13 +116,29 @@ async def draft_continue(request: Request, draft_id: str) -> Response:
     """Continue a draft where the person left off."""
     rt, session = await signed_in(request)
     async with rt.db.session() as db:
-        try:
-            opened = await forms.open_draft(db, draft_id, session.pid, session.party, "view")
-        except forms.NotFound:
-            return not_found(request, rt, session)
-        if opened.draft.submitted_at is not None:
-            return redirect(rt, session, await _receipt_url(db, opened))
+        opened = await _unsent(request, rt, session, db, draft_id, "view")
+        if not isinstance(opened, OpenDraft):
+            return opened
     return redirect(rt, session, _draft_url(draft_id, forms.next_step(opened)))
+
+
+async def _unsent(
+    request: Request,
+    rt: PortalRuntime,
+    session: PortalSession,
+    db: Any,
+    draft_id: str,
+    action: str,
+) -> OpenDraft | Response:
+    """The draft, if this person may work on it and it is not sent yet; otherwise the
+    answer to give instead: "not found", or the receipt of what was sent."""
+    try:
+        opened = await forms.open_draft(db, draft_id, session.pid, session.party, action)
+    except forms.NotFound:
+        return not_found(request, rt, session)
+    if opened.draft.submitted_at is not None:
+        return redirect(rt, session, await _receipt_url(db, opened))
+    return opened
 
 
 async def _receipt_url(db: Any, opened: OpenDraft) -> str:
@@ -134,12 +150,9 @@ async def _receipt_url(db: Any, opened: OpenDraft) -> str:
 async def draft_page(request: Request, draft_id: str, page_id: str) -> Response:
     rt, session = await signed_in(request)
     async with rt.db.session() as db:
-        try:
-            opened = await forms.open_draft(db, draft_id, session.pid, session.party, "view")
-        except forms.NotFound:
-            return not_found(request, rt, session)
-        if opened.draft.submitted_at is not None:
-            return redirect(rt, session, await _receipt_url(db, opened))
+        opened = await _unsent(request, rt, session, db, draft_id, "view")
+        if not isinstance(opened, OpenDraft):
+            return opened
         if _level_too_low(session, opened.definition):
             return to_login(request, opened.definition.level)
         current_page = opened.definition.page(page_id)
@@ -264,12 +277,9 @@ async def _apply(
     posted: dict[str, str],
 ) -> Response:
     async with rt.db.session() as db:
-        try:
-            opened = await forms.open_draft(db, draft_id, session.pid, session.party)
-        except forms.NotFound:
-            return not_found(request, rt, session)
-        if opened.draft.submitted_at is not None:
-            return redirect(rt, session, await _receipt_url(db, opened))
+        opened = await _unsent(request, rt, session, db, draft_id, "fill")
+        if not isinstance(opened, OpenDraft):
+            return opened
         page_ = opened.definition.page(page_id)
         if page_ is None or not forms.may_open(opened, page_id):
             # Posted out of order (or to a page the answers now skip): nothing is saved,
@@ -383,12 +393,9 @@ async def draft_resume(request: Request, draft_id: str, pending_id: str) -> Resp
 async def draft_check(request: Request, draft_id: str) -> Response:
     rt, session = await signed_in(request)
     async with rt.db.session() as db:
-        try:
-            opened = await forms.open_draft(db, draft_id, session.pid, session.party, "view")
-        except forms.NotFound:
-            return not_found(request, rt, session)
-        if opened.draft.submitted_at is not None:
-            return redirect(rt, session, await _receipt_url(db, opened))
+        opened = await _unsent(request, rt, session, db, draft_id, "view")
+        if not isinstance(opened, OpenDraft):
+            return opened
         if forms.next_step(opened) != CHECK:
             return redirect(rt, session, _draft_url(draft_id, forms.next_step(opened)))
         files = await attachments.list_for_draft(db, draft_id)
@@ -501,18 +508,13 @@ async def receipt(request: Request, submission_id: str) -> Response:
 
 async def _open_for_files(
     request: Request, draft_id: str, action: str
-) -> tuple[PortalRuntime, PortalSession | None, OpenDraft | Response]:
+) -> tuple[PortalRuntime, PortalSession, OpenDraft | Response]:
     """The draft whose files are shown or changed, or the answer to give instead."""
-    rt, session = await current(request)
-    if session is None:
-        return rt, None, to_login(request)
+    rt, session = await signed_in(request)
     async with rt.db.session() as db:
-        try:
-            opened = await forms.open_draft(db, draft_id, session.pid, session.party, action)
-        except forms.NotFound:
-            return rt, session, not_found(request, rt, session)
-        if opened.draft.submitted_at is not None:
-            return rt, session, redirect(rt, session, await _receipt_url(db, opened))
+        opened = await _unsent(request, rt, session, db, draft_id, action)
+    if not isinstance(opened, OpenDraft):
+        return rt, session, opened
     if opened.definition.attachments is None or not forms.pages_finished(opened):
         return rt, session, redirect(rt, session, _draft_url(draft_id, forms.next_step(opened)))
     return rt, session, opened
@@ -555,7 +557,6 @@ async def draft_files(request: Request, draft_id: str) -> Response:
     rt, session, opened = await _open_for_files(request, draft_id, "view")
     if not isinstance(opened, OpenDraft):
         return opened
-    assert session is not None
     async with rt.db.session() as db:
         files = await attachments.list_for_draft(db, draft_id)
     return _render_files(request, rt, session, opened, files)
@@ -567,7 +568,7 @@ async def draft_files_post(request: Request, draft_id: str) -> Response:
     rt, session, opened = await _open_for_files(request, draft_id, "fill")
     if not isinstance(opened, OpenDraft):
         return opened
-    assert session is not None and opened.definition.attachments is not None
+    assert opened.definition.attachments is not None
     rules = opened.definition.attachments
     form = await request.form(max_files=1, max_fields=10)
     action = str(form.get("action", "add"))
