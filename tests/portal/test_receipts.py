@@ -7,6 +7,7 @@ import concurrent.futures
 import io
 import time
 from collections import Counter
+from datetime import UTC, datetime
 from typing import Any
 
 import pypdf
@@ -172,6 +173,9 @@ async def test_a_failing_receipt_is_logged_and_skipped(db: Database) -> None:
         row = await session.get(Submission, broken.id)
         assert row is not None
         row.service_version = 99  # no such version: the render fails
+        row.submitted_at = datetime(2000, 1, 1, tzinfo=UTC)  # first in line
+    with CountingPool() as pool:  # a batch of nothing but the broken one: no error
+        assert await receipts.generate_pending(db, pool=pool, limit=1) == 0
     fine = await make_submission(db, "kindergarten-place", KINDERGARTEN)
     try:
         with CountingPool() as pool:

@@ -240,6 +240,8 @@ async def _render_batch(
 ) -> list[bytes | None]:
     """The batch split over the rendering processes, results in the batch's order."""
     global _pool
+    if not jobs:
+        return []
     chosen = pool or default_pool()
     if chosen is not None:
         loop = asyncio.get_running_loop()
