@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     # Each server process fans out and delivers webhooks in the background; off when
     # separate `felles worker` processes do it.
     events_dispatch: bool = True
+    # In production webhooks are delivered to public addresses only; true lets them go to
+    # private networks too (agencies' receivers inside a closed government network).
+    webhooks_private: bool = False
     # How often each server process renders receipt PDFs still missing; 0: never (when
     # separate `felles worker` processes do it).
     receipts_seconds: float = Field(default=2.0, ge=0, le=3600)

@@ -136,6 +136,7 @@ def router_for(prefix: str, scope: str, type_prefix: str, tag: str) -> APIRouter
                     new.types,
                     box=rt.box,
                     local_http=rt.local_http,
+                    public_only=rt.public_only,
                     within=type_prefix,
                 )
             except service.SubscriptionError as exc:

@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from felles.db import Database
 from felles.events import service
 from felles.events.models import Delivery, OutboxEvent, Subscription
-from felles.events.webhooks import SecretBox, encode, headers
+from felles.events.webhooks import PublicAddresses, SecretBox, encode, headers
 from felles.web.observability import log
 
 OUTBOX = cast(Table, OutboxEvent.__table__)
@@ -124,8 +124,12 @@ class Dispatcher:
         interval: float = 1.0,
         keep_events: timedelta = timedelta(days=30),
         purge_every: float | None = None,
+        public_only: bool = False,
     ) -> None:
         self.db = db
+        # With `public_only`, each endpoint's name is resolved before a delivery and a
+        # private, loopback or link-local address is refused (server-side request forgery).
+        self.addresses = PublicAddresses() if public_only else None
         self.box = box
         self.clock = clock
         self.sleep = sleep
@@ -321,6 +325,8 @@ class Dispatcher:
         ]
 
     async def _send(self, job: Job, endpoint_slots: asyncio.Semaphore) -> Outcome:
+        if self.addresses is not None and not await self.addresses.allow(job.endpoint):
+            return Outcome(job, None, "not a public address")
         async with endpoint_slots, self.total:
             signed = headers(job.secret, job.webhook_id, int(time.time()), job.body)
             try:

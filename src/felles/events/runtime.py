@@ -25,6 +25,9 @@ class EventsRuntime:
         self.box = SecretBox(load_or_create_secret(settings.keys_dir / "events.key"))
         # http:// to this machine is for development and tests, never production.
         self.local_http = settings.env is not Environment.prod
+        # In production webhooks go to public addresses only, unless the operator says
+        # agencies' receivers sit on a private network (FELLES_WEBHOOKS_PRIVATE).
+        self.public_only = settings.env is Environment.prod and not settings.webhooks_private
         self._dispatcher: Dispatcher | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -36,6 +39,7 @@ class EventsRuntime:
                 interval=self.settings.events_poll_seconds,
                 keep_events=timedelta(days=self.settings.events_keep_days),
                 purge_every=self.settings.purge_minutes * 60 or None,
+                public_only=self.public_only,
             )
         return self._dispatcher
 

@@ -132,6 +132,7 @@ async def add_subscription(
     *,
     box: SecretBox,
     local_http: bool = False,
+    public_only: bool = False,
     within: str = "",
 ) -> tuple[SubscriptionRecord, str]:
     """A new webhook for `orgnr`, and its signing secret (shown this once, stored sealed).
@@ -140,7 +141,7 @@ async def add_subscription(
     prefix every type must start with (the API a subscription is made through).
     """
     try:
-        check_endpoint(endpoint, local_http=local_http)
+        check_endpoint(endpoint, local_http=local_http, public_only=public_only)
     except ValueError as exc:
         raise SubscriptionError(str(exc), "endpoint") from None
     wanted = check_types(types, within=within)

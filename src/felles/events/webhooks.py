@@ -6,6 +6,7 @@ with any CloudEvents SDK; nothing here is our own invention.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -13,6 +14,7 @@ import ipaddress
 import json
 import os
 import secrets
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -82,9 +84,10 @@ def encode(event: Mapping[str, Any]) -> bytes:
     return json.dumps(cloudevent(event), separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def check_endpoint(url: str, *, local_http: bool) -> str:
+def check_endpoint(url: str, *, local_http: bool, public_only: bool = False) -> str:
     """The URL if the dispatcher may POST to it: https (http only to this machine, when
-    `local_http`), no credentials, at most 2000 characters."""
+    `local_http`), no credentials, at most 2000 characters; with `public_only`, not an
+    address on a private, loopback or link-local network."""
     if len(url) > MAX_ENDPOINT_LENGTH:
         raise BadEndpoint(f"The endpoint may be at most {MAX_ENDPOINT_LENGTH} characters")
     try:
@@ -101,7 +104,50 @@ def check_endpoint(url: str, *, local_http: bool) -> str:
         raise BadEndpoint("The endpoint must not have a fragment (#...)")
     if parts.scheme == "http" and not (local_http and _is_local(host)):
         raise BadEndpoint("The endpoint must use https")
+    if public_only and not _may_be_public(host):
+        raise BadEndpoint("The endpoint must be on the public internet")
     return url
+
+
+def _may_be_public(host: str) -> bool:
+    """False for an address literal that is not a global one (a name is checked when it
+    is resolved, at every delivery)."""
+    if host in LOCAL_HOSTS:
+        return False
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_global
+    except ValueError:
+        return True
+
+
+class PublicAddresses:
+    """Whether a host name resolves only to public addresses, so webhooks cannot be aimed
+    at the servers inside Felles' own network (server-side request forgery). Answers are
+    kept a minute per host."""
+
+    def __init__(self, seconds: float = 60.0) -> None:
+        self.seconds = seconds
+        self._known: dict[tuple[str, int], tuple[float, bool]] = {}
+
+    async def allow(self, url: str) -> bool:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        now = time.monotonic()
+        known = self._known.get((host, port))
+        if known is not None and known[0] > now:
+            return known[1]
+        try:
+            found = await asyncio.get_running_loop().getaddrinfo(host, port)
+            allowed = bool(found) and all(
+                ipaddress.ip_address(str(info[4][0]).split("%")[0]).is_global for info in found
+            )
+        except (OSError, ValueError):
+            allowed = False
+        if len(self._known) > 10_000:
+            self._known.clear()
+        self._known[(host, port)] = (now + self.seconds, allowed)
+        return allowed
 
 
 def _is_local(host: str) -> bool:
