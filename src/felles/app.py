@@ -20,6 +20,8 @@ from felles.identity import api as identity_api
 from felles.identity import demo_rp, passkey_pages, password_pages, upstream_pages
 from felles.identity import pages as identity_pages
 from felles.identity.runtime import IdentityRuntime
+from felles.mailbox import api as mailbox_api
+from felles.mailbox.runtime import MailboxRuntime
 from felles.portal import account_pages as portal_account
 from felles.portal import api as portal_api
 from felles.portal import catalogue_pages as portal_catalogue
@@ -90,6 +92,7 @@ def create_app(settings: Settings | None = None) -> FellesApp:
     app.state.identity = IdentityRuntime(settings, app.state.db)
     app.state.events = EventsRuntime(settings, app.state.db)
     app.state.portal = PortalRuntime(settings, app.state.db)
+    app.state.mailbox = MailboxRuntime(settings, app.state.db)
 
     install_error_handlers(app)
     portal_web.install(app)
@@ -101,6 +104,7 @@ def create_app(settings: Settings | None = None) -> FellesApp:
     app.include_router(identity_account.router)
     app.include_router(identity_admin_api.router)
     app.include_router(portal_api.router)
+    app.include_router(mailbox_api.router)
     app.include_router(demo_rp.router)
     app.include_router(
         events_api.router_for(

@@ -44,7 +44,7 @@ class OutboxEvent(Base):
     subject: Mapped[str | None] = mapped_column(String(500))
     recipient_orgnr: Mapped[str] = mapped_column(String(9))
     time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    data: Mapped[Any] = mapped_column(JSON)
+    data: Mapped[Any] = mapped_column(JSON, nullable=True)  # a CloudEvent may have no data
     fanned_out: Mapped[bool] = mapped_column(Boolean, default=False)
     horizon: Mapped[int | None] = mapped_column(BigInteger)
 

@@ -14,6 +14,8 @@ DEMO_SCOPES: tuple[tuple[str, str, str, bool], ...] = (
     ("felles:registry.read", "brreg", "Look up people and organisations in the registers", False),
     ("felles:portal.submissions", "digdir", "Publish services and fetch submissions", True),
     ("felles:mailbox.send", "digdir", "Send digital mail to people", True),
+    ("felles:krr.contact", "digdir", "Look up people's contact details and reservation", True),
+    ("felles:krr.mailbox", "digdir", "Look up people's digital mailbox and its certificate", True),
     ("felles:signing.jobs", "digdir", "Create signature jobs", True),
 )
 # Which agencies get which non-public scopes.
