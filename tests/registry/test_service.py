@@ -151,6 +151,36 @@ async def test_contact_register_and_reservation(db: Database) -> None:
         assert person.pid not in {p.pid for p in only_reserved}
 
 
+async def test_every_contact_change_is_kept_as_history(db: Database) -> None:
+    async with db.session() as s:
+        person = await service.register_person(s, new_person(date(1972, 5, 17)))
+        await service.set_contact(
+            s, person.pid, email="ola@example.no", mobile=None, confirmed_on=date(2026, 1, 5)
+        )
+        await service.set_contact(
+            s,
+            person.pid,
+            email="ola.nordmann@example.no",
+            mobile=None,
+            confirmed_on=date(2026, 6, 1),
+            changed_by="person",
+        )
+        await service.set_mailbox(
+            s, person.pid, provider="felles", address="ola#1234", changed_by="person"
+        )
+        await service.set_reservation(
+            s, person.pid, reserved=True, on=date(2026, 7, 1), changed_by="person"
+        )
+        history = await service.contact_history(s, person.pid)
+    emails = [(c.old_value, c.new_value) for c in history if c.field == "email"]
+    assert emails == [(None, "ola@example.no"), ("ola@example.no", "ola.nordmann@example.no")]
+    assert [c.field for c in history if c.changed_by == "person"] == [
+        "email", "last_confirmed_on", "mailbox_provider", "mailbox_address", "reserved",
+        "reserved_on",
+    ]  # fmt: skip
+    assert not any(c.field == "mobile" for c in history), "unchanged values make no history"
+
+
 async def test_bad_numbers_and_unknown_people_are_rejected_without_side_effects(
     db: Database,
 ) -> None:

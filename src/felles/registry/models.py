@@ -204,6 +204,23 @@ class Agency(Base):
         return {"nn": self.name_nn, "en": self.name_en}.get(lang, self.name_nb)
 
 
+class ContactChange(Base):
+    """One change to a person's entry in the contact register: kept as history, never
+    overwritten, so a person (and support) can see what was changed, when and by whom."""
+
+    __tablename__ = "registry_contact_change"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    pid: Mapped[str] = mapped_column(String(11))
+    field: Mapped[str] = mapped_column(String(30))
+    old_value: Mapped[str | None] = mapped_column(String(254))
+    new_value: Mapped[str | None] = mapped_column(String(254))
+    changed_by: Mapped[str] = mapped_column(String(100))
+    changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (Index("ix_registry_contact_change_pid", "pid", "changed_at"),)
+
+
 class DataAccess(Base):
     """Who looked up a person's data, when and why: shown to the citizen later."""
 

@@ -116,6 +116,14 @@ class ContactRecord(Record):
     language: str
 
 
+class ContactChangeRecord(Record):
+    field: str
+    old_value: str | None
+    new_value: str | None
+    changed_by: str
+    changed_at: datetime
+
+
 class AgencyRecord(Record):
     orgnr: str
     slug: str

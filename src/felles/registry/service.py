@@ -8,7 +8,7 @@ data. Lists for operators (the CLI) do not record per person.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any, cast
 
 from sqlalchemy import (
@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from felles.db import dialect_name, fetch_row, fetch_value, insert_row
 from felles.registry.models import (
     Agency,
+    ContactChange,
     ContactInfo,
     DataAccess,
     Organisation,
@@ -44,6 +45,7 @@ from felles.registry.numbers import parse_orgnr, parse_pid
 from felles.registry.schemas import (
     Address,
     AgencyRecord,
+    ContactChangeRecord,
     ContactRecord,
     DataAccessRecord,
     OrganisationRecord,
@@ -391,6 +393,37 @@ async def add_relation(
     await session.flush()
 
 
+async def _contact_row(session: AsyncSession, pid: str) -> ContactInfo:
+    person = await _person_row(session, pid)
+    row = await session.get(ContactInfo, person.pid)
+    if row is None:
+        row = ContactInfo(pid=person.pid, reserved=False, language="nb")
+        session.add(row)
+    return row
+
+
+def _changed(
+    session: AsyncSession, row: ContactInfo, values: dict[str, Any], changed_by: str
+) -> None:
+    """Set `values` on the contact row, keeping every change as history."""
+    at = datetime.now(UTC)
+    for name, value in values.items():
+        old = getattr(row, name)
+        if old == value:
+            continue
+        session.add(
+            ContactChange(
+                pid=row.pid,
+                field=name,
+                old_value=None if old is None else str(old),
+                new_value=None if value is None else str(value),
+                changed_by=changed_by,
+                changed_at=at,
+            )
+        )
+        setattr(row, name, value)
+
+
 async def set_contact(
     session: AsyncSession,
     pid: str,
@@ -399,36 +432,52 @@ async def set_contact(
     mobile: str | None,
     confirmed_on: date,
     language: str = "nb",
+    changed_by: str = "operator",
 ) -> ContactRecord:
     """Record (or confirm) a person's contact details in the contact register."""
-    person = await _person_row(session, pid)
-    row = await session.get(ContactInfo, person.pid)
-    if row is None:
-        row = ContactInfo(pid=person.pid, reserved=False)
-        session.add(row)
-    row.email, row.mobile, row.last_confirmed_on, row.language = (
-        email,
-        mobile,
-        confirmed_on,
-        language,
-    )
+    row = await _contact_row(session, pid)
+    values = {"email": email, "mobile": mobile, "last_confirmed_on": confirmed_on}
+    _changed(session, row, {**values, "language": language}, changed_by)
     await session.flush()
     return ContactRecord.model_validate(row)
 
 
 async def set_reservation(
-    session: AsyncSession, pid: str, *, reserved: bool, on: date
+    session: AsyncSession, pid: str, *, reserved: bool, on: date, changed_by: str = "operator"
 ) -> ContactRecord:
     """Say no (or yes again) to digital communication from the public sector."""
-    person = await _person_row(session, pid)
-    row = await session.get(ContactInfo, person.pid)
-    if row is None:
-        row = ContactInfo(pid=person.pid)
-        session.add(row)
-    row.reserved = reserved
-    row.reserved_on = on if reserved else None
+    row = await _contact_row(session, pid)
+    _changed(
+        session, row, {"reserved": reserved, "reserved_on": on if reserved else None}, changed_by
+    )
     await session.flush()
     return ContactRecord.model_validate(row)
+
+
+async def set_mailbox(
+    session: AsyncSession,
+    pid: str,
+    *,
+    provider: str | None,
+    address: str | None,
+    changed_by: str = "operator",
+) -> ContactRecord:
+    """Choose (or give up) a digital mailbox."""
+    row = await _contact_row(session, pid)
+    _changed(session, row, {"mailbox_provider": provider, "mailbox_address": address}, changed_by)
+    await session.flush()
+    return ContactRecord.model_validate(row)
+
+
+async def contact_history(session: AsyncSession, pid: str) -> list[ContactChangeRecord]:
+    """Every change to a person's contact register entry, oldest first."""
+    person = await _person_row(session, pid)
+    rows = await session.scalars(
+        select(ContactChange)
+        .where(ContactChange.pid == person.pid)
+        .order_by(ContactChange.changed_at, ContactChange.id)
+    )
+    return [ContactChangeRecord.model_validate(r) for r in rows]
 
 
 # --- Organisations ---------------------------------------------------------------------
