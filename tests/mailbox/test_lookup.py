@@ -7,9 +7,13 @@ from __future__ import annotations
 import httpx
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import select
 
+from felles.config import Settings
 from felles.db import Database
+from felles.mailbox import cms
 from felles.mailbox.api import CONTACT_SCOPE, MAILBOX_SCOPE
 from felles.registry import service as registry
 from felles.registry.models import ContactInfo, Person
@@ -69,7 +73,7 @@ async def test_contact_details_with_the_contact_scope(
 
 
 async def test_the_mailbox_and_its_certificate_with_the_mailbox_scope(
-    db: Database, client: httpx.AsyncClient
+    db: Database, client: httpx.AsyncClient, settings: Settings
 ) -> None:
     who = await people(db)
     answer = await client.post(
@@ -82,6 +86,12 @@ async def test_the_mailbox_and_its_certificate_with_the_mailbox_scope(
     certificate = x509.load_pem_x509_certificate(box["certificate"].encode())
     assert certificate.public_key().key_size >= 2048  # type: ignore[union-attr]
     assert "PRIVATE" not in box["certificate"]
+    # A sender encrypts to that certificate; only the provider's own key opens it.
+    letter = cms.encrypt(b"%PDF-1.7 Vedtak", cms.Recipient(certificate))
+    key_file = settings.keys_dir / f"mailbox-{box['provider']}.key"
+    key = serialization.load_pem_private_key(key_file.read_bytes(), password=None)
+    assert isinstance(key, rsa.RSAPrivateKey)
+    assert cms.decrypt(letter, key, certificate) == b"%PDF-1.7 Vedtak"
 
 
 async def test_refusals_are_problem_documents(db: Database, client: httpx.AsyncClient) -> None:
