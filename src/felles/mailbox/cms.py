@@ -349,16 +349,24 @@ def make_test_recipient(
     not_before: datetime | None = None,
     not_after: datetime | None = None,
 ) -> tuple[rsa.RSAPrivateKey, x509.Certificate]:
-    """A fresh RSA key and a self-signed certificate for it, valid two years from now.
-
-    For tests and for the built-in mailbox provider's own key; never for production
-    certificates from a real CA.
-    """
+    """A fresh RSA key and a self-signed certificate for it, valid two years from now
+    (for tests; never for production certificates from a real CA)."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=key_size)
+    return key, self_signed_certificate(key, common_name, not_before, not_after)
+
+
+def self_signed_certificate(
+    key: rsa.RSAPrivateKey,
+    common_name: str,
+    not_before: datetime | None = None,
+    not_after: datetime | None = None,
+) -> x509.Certificate:
+    """An encryption certificate (key encipherment only) for `key`, signed by itself:
+    the built-in mailbox provider's, and the demo's stand-ins for real providers'."""
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     start = not_before or datetime.now(UTC) - timedelta(minutes=5)
     end = not_after or start + timedelta(days=730)
-    certificate = (
+    return (
         x509.CertificateBuilder()
         .subject_name(name)
         .issuer_name(name)
@@ -383,4 +391,3 @@ def make_test_recipient(
         )
         .sign(key, hashes.SHA256())
     )
-    return key, certificate
