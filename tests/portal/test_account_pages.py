@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from datetime import date
 
 import httpx
 import pytest
@@ -15,7 +16,7 @@ from felles.portal import authz, catalogue
 from felles.portal.models import Delegation, PartyKind
 from felles.portal.session import Party
 from felles.registry import service as registry
-from felles.registry.models import Person, Role
+from felles.registry.models import Person, Role, RoleCode
 from felles.registry.numbers import pid_check_digits
 from tests.portal.conftest import csrf, logged_in
 
@@ -200,12 +201,12 @@ async def test_others_are_told_who_the_general_manager_is(
     client: httpx.AsyncClient, app, db: Database, business: tuple[str, str, str]
 ) -> None:
     orgnr, name, manager = business
+    member, _ = await outsider(db, orgnr)
     async with db.session() as session:
-        member = await session.scalar(
-            select(Role.pid).where(Role.orgnr == orgnr, Role.code != "DAGL").limit(1)
-        )
+        # A board member, who is not also the general manager.
+        await registry.add_role(session, orgnr, member, RoleCode.MEDL, date(2020, 1, 1))
         person = await session.get(Person, manager)
-    assert member is not None and person is not None
+    assert person is not None
     party = Party(PartyKind.organisation, orgnr, name)
     logged_in(client, app, member, party)
     page = (await client.get("/portal/delegations")).text
