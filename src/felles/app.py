@@ -44,7 +44,7 @@ from felles.web.templating import STATIC_DIR
 CSRF_EXEMPT = ("/api/",)
 
 
-def create_app(settings: Settings | None = None) -> FellesApp:
+def create_app(settings: Settings | None = None, *, pooled_db: bool = True) -> FellesApp:
     settings = settings or get_settings()
     ensure_data_dir(settings.data_dir)
     configure_logging(settings.log_level)
@@ -88,7 +88,9 @@ def create_app(settings: Settings | None = None) -> FellesApp:
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.state.db = Database(settings.resolved_database_url, connections=settings.db_connections)
+    app.state.db = Database(
+        settings.resolved_database_url, connections=settings.db_connections, pooled=pooled_db
+    )
     app.state.identity = IdentityRuntime(settings, app.state.db)
     app.state.events = EventsRuntime(settings, app.state.db)
     app.state.portal = PortalRuntime(settings, app.state.db)

@@ -35,6 +35,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.pool import NullPool
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ClauseElement
 
@@ -100,9 +101,12 @@ async def _json_codecs(connection: asyncpg.Connection) -> None:
 class Database:
     """The engine and session factory for one database URL."""
 
-    def __init__(self, url: str, *, connections: int = 20) -> None:
+    def __init__(self, url: str, *, connections: int = 20, pooled: bool = True) -> None:
         """`connections`: at most this many PostgreSQL connections in each of the two
-        pools (SQLAlchemy's, and the driver pool for hot statements)."""
+        pools (SQLAlchemy's, and the driver pool for hot statements). `pooled=False`
+        (SQLite): every session opens and closes its own connection, for callers that
+        drive the app from short-lived event loops (a pooled aiosqlite connection
+        belongs to the loop that opened it)."""
         self.url = url
         self.connections = connections
         self.is_sqlite = url.startswith("sqlite")
@@ -112,6 +116,8 @@ class Database:
             if path and path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
             kwargs["connect_args"] = {"timeout": 10}
+            if not pooled:
+                kwargs["poolclass"] = NullPool
         else:
             # No pre-ping (a round trip per checkout); a dropped connection fails one
             # request and is replaced. The pool covers a worker's usual concurrency.

@@ -44,7 +44,9 @@ OPERATIONS = sorted(
 
 @pytest.fixture(scope="module")
 def portal_schema(settings: Settings, db: Database) -> Any:
-    app = create_app(settings)
+    # Schemathesis calls the app from event loops of its own: on SQLite every session
+    # gets its own connection, so none is left holding the write lock between loops.
+    app = create_app(settings, pooled_db=not db.is_sqlite)
     return schemathesis.openapi.from_asgi("/api/openapi.json", app).include(
         path_regex="^/api/portal/v1/"
     )
