@@ -15,7 +15,6 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any
-from urllib.parse import quote
 
 from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
@@ -23,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from felles.identity.guard import Caller, require_scopes
-from felles.portal import agency
+from felles.portal import agency, attachments
 from felles.portal.agency import (
     AnswerKind,
     MessageStatus,
@@ -239,12 +238,6 @@ def _decoded(files: list[AttachmentIn]) -> list[NewAttachment]:
     return decoded
 
 
-def _content_disposition(filename: str) -> str:
-    """RFC 6266: an ASCII fallback and the exact name in RFC 8187 encoding."""
-    fallback = "".join(c if 32 <= ord(c) < 127 and c not in '"\\%;' else "_" for c in filename)
-    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
-
-
 def _json(model: BaseModel) -> dict[str, Any]:
     return model.model_dump(mode="json")
 
@@ -355,7 +348,7 @@ async def get_attachment(
         content,
         media_type=info.content_type,
         headers={
-            "content-disposition": _content_disposition(info.filename),
+            "content-disposition": attachments.content_disposition(info.filename),
             "x-content-type-options": "nosniff",
             "cache-control": "no-store",
         },

@@ -10,11 +10,13 @@ rather than letting it through unscanned. HTTP stays out of this module.
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 import unicodedata
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
+from urllib.parse import quote
 
 from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -46,6 +48,7 @@ __all__ = [
     "check_and_scan",
     "check_upload",
     "content",
+    "content_disposition",
     "list_for_draft",
     "list_for_message",
     "list_for_submission",
@@ -187,6 +190,13 @@ def safe_filename(raw: str) -> str | None:
     suffix = f".{extension}" if extension else ""
     stem = stem[: MAX_NAME - len(suffix)].rstrip()
     return f"{stem}{suffix}" if stem else None
+
+
+def content_disposition(filename: str) -> str:
+    """`attachment` with an ASCII fallback name and the exact one (RFC 6266, RFC 8187),
+    for every download of a stored file."""
+    fallback = re.sub(r"[^A-Za-z0-9._ -]", "_", filename).strip() or "attachment"
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
 
 
 def sniff(content: bytes, filename: str) -> str | None:

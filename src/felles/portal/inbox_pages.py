@@ -10,7 +10,7 @@ from urllib.parse import quote, urlencode
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
-from felles.portal import authz, inbox
+from felles.portal import attachments, authz, inbox
 from felles.portal.display import Names, moment
 from felles.portal.inbox import Filters, InboxItem, ItemKind, Show
 from felles.portal.web import not_found, page, redirect, signed_in
@@ -164,13 +164,6 @@ async def confirm_read(request: Request, message_id: str) -> Response:
     return redirect(rt, session, f"/portal/inbox/messages/{quote(message_id)}?confirmed=1")
 
 
-def _content_disposition(filename: str) -> str:
-    """`attachment` with an ASCII fallback name and the real one (RFC 6266, RFC 5987).
-    (`X-Content-Type-Options: nosniff` is on every response, from the edge.)"""
-    fallback = re.sub(r"[^A-Za-z0-9._ -]", "_", filename).strip() or "attachment"
-    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
-
-
 @router.get("/portal/inbox/messages/{message_id}/attachments/{attachment_id}")
 async def download(request: Request, message_id: str, attachment_id: str) -> Response:
     rt, session = await signed_in(request)
@@ -185,7 +178,7 @@ async def download(request: Request, message_id: str, attachment_id: str) -> Res
         found.content,
         media_type=found.content_type,
         headers={
-            "content-disposition": _content_disposition(found.filename),
+            "content-disposition": attachments.content_disposition(found.filename),
             "cache-control": "no-store",
         },
     )

@@ -1,9 +1,9 @@
 """Receipt PDFs made in the background, so a submission never waits for one.
 
 A submission is stored with `receipt_ready_at` empty; `generate_pending` (run now and
-then by a worker) renders those receipts and stores them. Several workers may run: on
-PostgreSQL each claims a submission with `FOR UPDATE SKIP LOCKED`, so no receipt is
-rendered twice. `receipt_pdf` serves the download link and renders at once when the
+then by a worker) renders those receipts and stores them, a batch at a time. Several
+workers may run: on PostgreSQL each claims its batch with `FOR UPDATE SKIP LOCKED`, so
+no receipt is rendered twice. `receipt_pdf` serves the download link and renders at once when the
 worker has not got there yet, so the link always works.
 
 Rendering is CPU work (pure-Python fpdf2) and runs in a process pool, not on the event
@@ -37,7 +37,7 @@ from felles.config import Settings
 from felles.db import Database
 from felles.portal import attachments, catalogue, notify
 from felles.portal.definition import ServiceDefinition
-from felles.portal.models import Draft, PartyKind, ServiceVersion, Submission
+from felles.portal.models import Draft, PartyKind, Submission
 from felles.portal.receipt_pdf import AttachedFile, ReceiptFacts, render_receipt
 from felles.registry import service as registry
 from felles.registry.numbers import mask_pid
@@ -115,32 +115,6 @@ def render_in_worker(
     return render_receipt(definition, facts, lang)
 
 
-async def _render(
-    pool: concurrent.futures.Executor | None,
-    code: str,
-    version: int,
-    document: Mapping[str, Any],
-    facts: ReceiptFacts,
-    lang: str,
-) -> bytes:
-    """Render off the event loop: in `pool`, else the default process pool, else a thread."""
-    global _pool
-    loop = asyncio.get_running_loop()
-    chosen = pool or default_pool()
-    if chosen is not None:
-        try:
-            return await loop.run_in_executor(
-                chosen, render_in_worker, code, version, dict(document), facts, lang
-            )
-        except concurrent.futures.BrokenExecutor:
-            if pool is not None:
-                raise
-            log.warning("receipt_pool_broken")
-            with _pool_lock:
-                _pool = None  # the next render starts a new worker process
-    return await asyncio.to_thread(render_in_worker, code, version, document, facts, lang)
-
-
 async def _name_of_person(session: AsyncSession, pid: str) -> str:
     try:
         return (await registry.get_person(session, pid, ACCESS)).full_name
@@ -148,19 +122,15 @@ async def _name_of_person(session: AsyncSession, pid: str) -> str:
         return mask_pid(pid)
 
 
-async def _facts(
+async def _facts_looked_up(
     session: AsyncSession, submission: Submission, lang: str
-) -> tuple[ServiceDefinition, dict[str, Any], ReceiptFacts]:
-    """Everything the receipt shows, looked up: names from the registers (each person's
-    lookup recorded as the portal's, for a receipt), the draft's prefill sources, files."""
+) -> ReceiptFacts:
+    """The facts of a submission sent before they were kept with it: names looked up in
+    the registers (each lookup recorded as the portal's, for a receipt), the draft's
+    prefill sources, the files."""
     definition = await catalogue.definition(
         session, submission.service_code, submission.service_version
     )
-    # Already loaded by `catalogue.definition` (the session's identity map): no query.
-    version = await session.get(
-        ServiceVersion, (submission.service_code, submission.service_version)
-    )
-    document = version.definition if version is not None else {}
     agency = await registry.agency_name(session, submission.owner_orgnr, lang)
     is_person = submission.party_kind == PartyKind.person.value
     submitted_by = await _name_of_person(session, submission.submitted_by)
@@ -181,7 +151,7 @@ async def _facts(
                 chosen[question.field] = await _name_of_person(session, value)
     prefilled = await session.scalar(select(Draft.prefilled).where(Draft.id == submission.draft_id))
     files = await attachments.list_for_submission(session, submission.id)
-    facts = ReceiptFacts(
+    return ReceiptFacts(
         reference=submission.reference,
         submitted_at=submission.submitted_at,
         agency=agency,
@@ -194,7 +164,10 @@ async def _facts(
         prefilled={str(k): str(v) for k, v in (prefilled or {}).items()},
         chosen=chosen,
     )
-    return definition, dict(document), facts
+
+
+class ReceiptFailed(RuntimeError):
+    """The renderer could not make this receipt (logged by reference)."""
 
 
 async def _render_submission(
@@ -203,10 +176,11 @@ async def _render_submission(
     lang: str,
     pool: concurrent.futures.Executor | None,
 ) -> bytes:
-    _, document, facts = await _facts(session, submission, lang)
-    return await _render(
-        pool, submission.service_code, submission.service_version, document, facts, lang
-    )
+    [pdf] = await _render_batch(pool, [await _job(session, submission, lang, None, {})])
+    if pdf is None:
+        log.warning("receipt_failed", reference=submission.reference)
+        raise ReceiptFailed(submission.reference)
+    return pdf
 
 
 _SUBMISSIONS = cast(Table, Submission.__table__)
@@ -261,6 +235,33 @@ async def _render_batch(
     return await asyncio.to_thread(render_batch_in_worker, jobs)
 
 
+async def _job(
+    session: AsyncSession,
+    submission: Submission,
+    lang: str,
+    files: dict[str, list[attachments.AttachmentRecord]] | None,
+    agencies: dict[str, str],
+) -> Job:
+    """What the renderer needs for one receipt: from the facts kept when it was sent, or
+    looked up for an older submission. `files` (None: look them up) and `agencies` are a
+    batch's, read once for all of it. Raises ServiceNotFound for an unknown version."""
+    version = await catalogue.version(session, submission.service_code, submission.service_version)
+    if submission.receipt_facts is None:  # sent before facts were kept
+        facts = await _facts_looked_up(session, submission, lang)
+    else:
+        owner = submission.owner_orgnr
+        if owner not in agencies:
+            agencies[owner] = await registry.agency_name(session, owner, lang)
+        found = (
+            files.get(submission.id, [])
+            if files is not None
+            else await attachments.list_for_submission(session, submission.id)
+        )
+        attached = [AttachedFile(f.filename, f.size) for f in found]
+        facts = _facts_kept(submission, attached, agencies[owner])
+    return (submission.service_code, submission.service_version, version.document, facts, lang)
+
+
 def _facts_kept(submission: Submission, files: list[AttachedFile], agency: str) -> ReceiptFacts:
     """The facts from what the submission kept when it was sent (no lookups)."""
     kept = submission.receipt_facts or {}
@@ -307,30 +308,10 @@ async def generate_pending(
         jobs: list[Job] = []
         for submission in list(batch):
             try:
-                version = await catalogue.version(
-                    session, submission.service_code, submission.service_version
-                )
+                jobs.append(await _job(session, submission, STORED_LANGUAGE, files, agencies))
             except catalogue.ServiceNotFound:
                 log.warning("receipt_failed", reference=submission.reference)
                 batch.remove(submission)
-                continue
-            if submission.receipt_facts is None:  # sent before facts were kept
-                _, _, facts = await _facts(session, submission, STORED_LANGUAGE)
-            else:
-                owner = submission.owner_orgnr
-                if owner not in agencies:
-                    agencies[owner] = await registry.agency_name(session, owner, STORED_LANGUAGE)
-                attached = [AttachedFile(f.filename, f.size) for f in files.get(submission.id, [])]
-                facts = _facts_kept(submission, attached, agencies[owner])
-            jobs.append(
-                (
-                    submission.service_code,
-                    submission.service_version,
-                    version.document,
-                    facts,
-                    STORED_LANGUAGE,
-                )
-            )
         rendered = await _render_batch(pool, jobs)
         at = datetime.now(UTC)
         stored = []
