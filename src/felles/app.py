@@ -21,6 +21,7 @@ from felles.identity import demo_rp, passkey_pages, password_pages, upstream_pag
 from felles.identity import pages as identity_pages
 from felles.identity.runtime import IdentityRuntime
 from felles.mailbox import api as mailbox_api
+from felles.mailbox import letters_api as mailbox_letters_api
 from felles.mailbox.runtime import MailboxRuntime
 from felles.portal import account_pages as portal_account
 from felles.portal import api as portal_api
@@ -54,12 +55,14 @@ def create_app(settings: Settings | None = None, *, pooled_db: bool = True) -> F
         await app.state.identity.start()
         await app.state.events.start()
         await app.state.portal.start()
+        await app.state.mailbox.start()
         # Start-up objects live for the whole process: keep the collector off them, and
         # collect less often (requests free their objects by reference counting).
         gc.collect()
         gc.freeze()
         gc.set_threshold(20_000, 50, 100)
         yield
+        await app.state.mailbox.close()
         await app.state.portal.close()
         await app.state.events.close()
         await app.state.identity.close()
@@ -77,7 +80,11 @@ def create_app(settings: Settings | None = None, *, pooled_db: bool = True) -> F
             exempt_prefixes=CSRF_EXEMPT,
             exempt_paths=identity_api.CSRF_EXEMPT_PATHS,
             https=settings.https,
-            upload_paths=(*portal_form_pages.UPLOAD_PATHS, *portal_api.UPLOAD_PATHS),
+            upload_paths=(
+                *portal_form_pages.UPLOAD_PATHS,
+                *portal_api.UPLOAD_PATHS,
+                *mailbox_letters_api.UPLOAD_PATHS,
+            ),
         ),
         title="Felles",
         version=__version__,
@@ -107,10 +114,16 @@ def create_app(settings: Settings | None = None, *, pooled_db: bool = True) -> F
     app.include_router(identity_admin_api.router)
     app.include_router(portal_api.router)
     app.include_router(mailbox_api.router)
+    app.include_router(mailbox_letters_api.router)
     app.include_router(demo_rp.router)
     app.include_router(
         events_api.router_for(
             "/api/portal/v1", "felles:portal.submissions", "no.felles.portal.", "portal events"
+        )
+    )
+    app.include_router(
+        events_api.router_for(
+            "/api/mailbox/v1", mailbox_letters_api.SEND_SCOPE, "no.felles.mailbox.", "mail events"
         )
     )
     for method in (password_pages, passkey_pages, upstream_pages):

@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     # separate `felles worker` processes do it).
     receipts_seconds: float = Field(default=2.0, ge=0, le=3600)
     events_poll_seconds: float = Field(default=1.0, gt=0, le=60)
+    # How often each server process releases committed mail batches and sends the
+    # notifications due; 0: never (when separate `felles worker` processes do it).
+    mailbox_seconds: float = Field(default=2.0, ge=0, le=3600)
     # How long events stay in the pull feed (GET .../events) after they happened.
     events_keep_days: int = Field(default=30, ge=3, le=3650)
     # Virus scanning of uploads: "eicar" (refuses only the EICAR test file: dev and

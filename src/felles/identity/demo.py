@@ -16,11 +16,13 @@ DEMO_SCOPES: tuple[tuple[str, str, str, bool], ...] = (
     ("felles:mailbox.send", "digdir", "Send digital mail to people", True),
     ("felles:krr.contact", "digdir", "Look up people's contact details and reservation", True),
     ("felles:krr.mailbox", "digdir", "Look up people's digital mailbox and its certificate", True),
+    ("felles:mailbox.print", "digdir", "Fetch letters to print and confirm them posted", False),
     ("felles:signing.jobs", "digdir", "Create signature jobs", True),
 )
 # Which agencies get which non-public scopes.
 DEMO_GRANTS: tuple[tuple[str, str], ...] = (
     ("felles:identity.admin", "digdir"),
+    ("felles:mailbox.print", "digdir"),
     ("felles:registry.read", "skatteetaten"),
     ("felles:registry.read", "nav"),
 )

@@ -21,11 +21,16 @@ from felles.mailbox.cms import self_signed_certificate
 from felles.mailbox.models import MailboxProvider
 
 PROVIDERS = {"felles": "Felles digital postkasse", "digipost": "Digipost", "eboks": "e-Boks"}
+# The print provider prints and posts letters to people without a digital mailbox; its
+# certificate is the print queue's, never offered as a mailbox.
+PRINT_PROVIDER = "print"
+PRINT_DISPLAY_NAME = "Felles print and post"
 RENEW_BEFORE = timedelta(days=30)
 
 
-def _key(folder: Path, name: str) -> rsa.RSAPrivateKey:
-    """The provider's private key, made once (mode 0600)."""
+def private_key(folder: Path, name: str) -> rsa.RSAPrivateKey:
+    """The provider's private key, made once (mode 0600): only the provider's own side
+    (Felles' mailbox opening a letter for its owner, the print provider) reads it."""
     path = folder / f"mailbox-{name}.key"
     if path.exists():
         key = serialization.load_pem_private_key(path.read_bytes(), password=None)
@@ -48,13 +53,13 @@ async def ensure_providers(session: AsyncSession, keys_dir: Path) -> None:
     """Every provider has a certificate that is valid for at least another month."""
     rows = {p.name: p for p in await session.scalars(select(MailboxProvider))}
     now = datetime.now(UTC)
-    for name, display_name in PROVIDERS.items():
+    for name, display_name in {**PROVIDERS, PRINT_PROVIDER: PRINT_DISPLAY_NAME}.items():
         row = rows.get(name)
         if row is not None:
             current = x509.load_pem_x509_certificate(row.certificate_pem.encode())
             if current.not_valid_after_utc - RENEW_BEFORE > now:
                 continue
-        certificate = self_signed_certificate(_key(keys_dir, name), display_name)
+        certificate = self_signed_certificate(private_key(keys_dir, name), display_name)
         pem = certificate.public_bytes(serialization.Encoding.PEM).decode()
         if row is None:
             session.add(

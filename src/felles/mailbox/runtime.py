@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from fastapi import Request
 
 from felles.config import Settings
 from felles.db import Database
+from felles.mailbox import worker
 from felles.mailbox.providers import ensure_providers
 
 
@@ -17,6 +19,8 @@ class MailboxRuntime:
         self.db = db
         self._ready = False
         self._lock = asyncio.Lock()
+        self._wake = asyncio.Event()
+        self._worker: asyncio.Task[None] | None = None
 
     async def ready(self) -> None:
         """The providers' certificates are in place (made at first use)."""
@@ -27,6 +31,27 @@ class MailboxRuntime:
                 async with self.db.session() as session:
                     await ensure_providers(session, self.settings.keys_dir)
                 self._ready = True
+
+    async def start(self) -> None:
+        """Release batches and send notifications in the background."""
+        if self.settings.mailbox_seconds > 0 and self._worker is None:
+            await self.ready()
+            self._worker = asyncio.create_task(
+                worker.run_now_and_then(
+                    self.db, self.settings.mailbox_seconds, self.settings, self._wake
+                )
+            )
+
+    def nudge(self) -> None:
+        """Work has arrived (a batch was committed): start a round now."""
+        self._wake.set()
+
+    async def close(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._worker
+            self._worker = None
 
 
 async def mailbox(request: Request) -> MailboxRuntime:

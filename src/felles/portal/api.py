@@ -37,7 +37,7 @@ from felles.portal.models import PartyKind, SubmissionStatus
 from felles.registry.numbers import InvalidNumber
 from felles.web.deps import get_database
 from felles.web.idempotency import once, request_fingerprint
-from felles.web.problems import PROBLEM_MEDIA_TYPE, ProblemError
+from felles.web.problems import ProblemError, problem_doc
 
 SCOPE = "felles:portal.submissions"
 ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
@@ -84,34 +84,13 @@ SubmissionId = Annotated[str, Path(pattern=ID_PATTERN, description="The submissi
 # --- Problems ---------------------------------------------------------------------------
 
 
-class ProblemItem(BaseModel):
-    field: str | None = Field(None, description="The input at fault (dotted path)")
-    pointer: str | None = Field(None, description="JSON Pointer into the body at fault")
-    detail: str = Field(description="What is wrong there")
-
-
-class Problem(BaseModel):
-    """An RFC 9457 problem document; `type` is stable and explained at /problems."""
-
-    type: str = Field(description="Stable problem type, /problems/<slug>")
-    title: str = Field(description="What went wrong, in short")
-    status: int = Field(description="The HTTP status")
-    detail: str | None = Field(None, description="This occurrence, explained")
-    instance: str | None = Field(None, description="The path that was called")
-    errors: list[ProblemItem] | None = Field(None, description="Each input at fault")
-
-
-def _problem_doc(description: str) -> dict[str, Any]:
-    return {"model": Problem, "description": description, "content": {PROBLEM_MEDIA_TYPE: {}}}
-
-
 AUTH_PROBLEMS: dict[int | str, dict[str, Any]] = {
-    401: _problem_doc("No valid access token (see WWW-Authenticate)"),
-    403: _problem_doc("The token lacks the scope, or has no organisation"),
+    401: problem_doc("No valid access token (see WWW-Authenticate)"),
+    403: problem_doc("The token lacks the scope, or has no organisation"),
 }
-NOT_FOUND: dict[int | str, dict[str, Any]] = {404: _problem_doc("Nothing of yours by that id")}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: problem_doc("Nothing of yours by that id")}
 INVALID: dict[int | str, dict[str, Any]] = {
-    422: _problem_doc("Invalid input; errors names each field")
+    422: problem_doc("Invalid input; errors names each field")
 }
 
 _LOCATION = re.compile(r"^([^\s:]+): (.*)$", re.DOTALL)
@@ -329,7 +308,7 @@ async def get_submission(
         },
         **AUTH_PROBLEMS,
         **NOT_FOUND,
-        409: _problem_doc("The file was found infected"),
+        409: problem_doc("The file was found infected"),
     },
 )
 async def get_attachment(
@@ -366,7 +345,7 @@ async def get_attachment(
         },
         **AUTH_PROBLEMS,
         **NOT_FOUND,
-        409: _problem_doc("The receipt is not made yet (see Retry-After)"),
+        409: problem_doc("The receipt is not made yet (see Retry-After)"),
     },
 )
 async def get_receipt(submission_id: SubmissionId, request: Request, caller: AgencyDep) -> Response:
@@ -442,7 +421,7 @@ async def answer(
     summary="Send correspondence to a person or business",
     responses={
         **AUTH_PROBLEMS,
-        413: _problem_doc("The request is larger than the server accepts"),
+        413: problem_doc("The request is larger than the server accepts"),
         **INVALID,
     },
 )
@@ -504,7 +483,7 @@ async def message_status(
     responses={
         200: {"model": PublishedService, "description": "This exact version was published"},
         **AUTH_PROBLEMS,
-        422: _problem_doc("The definition has problems: errors lists every one, with pointers"),
+        422: problem_doc("The definition has problems: errors lists every one, with pointers"),
     },
 )
 async def publish(

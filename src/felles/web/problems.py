@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 
@@ -103,3 +104,28 @@ class ProblemError(Exception):
             headers=self.headers,
             **extra,
         )
+
+
+# --- For OpenAPI documents --------------------------------------------------------------
+
+
+class ProblemItem(BaseModel):
+    field: str | None = Field(None, description="The input at fault (dotted path)")
+    pointer: str | None = Field(None, description="JSON Pointer into the body at fault")
+    detail: str = Field(description="What is wrong there")
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem document; `type` is stable and explained at /problems."""
+
+    type: str = Field(description="Stable problem type, /problems/<slug>")
+    title: str = Field(description="What went wrong, in short")
+    status: int = Field(description="The HTTP status")
+    detail: str | None = Field(None, description="This occurrence, explained")
+    instance: str | None = Field(None, description="The path that was called")
+    errors: list[ProblemItem] | None = Field(None, description="Each input at fault")
+
+
+def problem_doc(description: str) -> dict[str, Any]:
+    """An OpenAPI `responses` entry for a problem answer."""
+    return {"model": Problem, "description": description, "content": {PROBLEM_MEDIA_TYPE: {}}}

@@ -1,0 +1,330 @@
+"""Bulk mailings: a batch is created, filled with letters, then committed (all its letters
+are released together) or cancelled before that.
+
+Filling seals and stores each letter at once (nothing readable is kept while a batch
+waits); its letters stay `accepted` and their notifications `held`. Each letter has its
+line number in the batch (`seq`, unique), so an upload that crashed resumes after the
+last line stored and never stores a line twice. Release runs in the worker, a chunk of
+letters per transaction: a chunk is released (delivered, notifications due) entirely or
+not at all, so a worker killed mid-batch leaves nothing half done and a restarted one
+carries on with the letters still `accepted`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import and_, case, delete, func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from felles.db import Database, dialect_name
+from felles.mailbox import letters as L
+from felles.mailbox.mailbox_events import batch_changed
+from felles.mailbox.models import Batch, Letter, Notification
+from felles.mailbox.sending import Prepared, certificates, prepare, reach, sender_name, store_many
+
+RELEASE_CHUNK = 5_000
+MAX_LETTERS_PER_CALL = 1_000
+
+
+class BatchNotFound(LookupError):
+    pass
+
+
+class BatchConflict(ValueError):
+    """The batch is not in a state that allows this (say, filling a committed batch)."""
+
+
+@dataclass(frozen=True, slots=True)
+class BatchRecord:
+    id: str
+    reference: str
+    status: str
+    letters: int
+    created_at: datetime
+    committed_at: datetime | None
+    released_at: datetime | None
+    cancelled_at: datetime | None
+
+    @classmethod
+    def of(cls, row: Batch) -> BatchRecord:
+        return cls(
+            row.id,
+            row.reference,
+            row.status,
+            row.letters,
+            row.created_at,
+            row.committed_at,
+            row.released_at,
+            row.cancelled_at,
+        )
+
+
+async def create(session: AsyncSession, sender_orgnr: str, reference: str) -> BatchRecord:
+    """A new open batch; a sender's references are unique (the existing batch with that
+    reference is a conflict)."""
+    row = Batch(
+        id=L.new_id(),
+        sender_orgnr=sender_orgnr,
+        reference=reference,
+        status="open",
+        letters=0,
+        created_at=datetime.now(UTC),
+    )
+    session.add(row)
+    try:
+        await session.flush()
+    except IntegrityError:
+        raise BatchConflict(f"You already have a batch called {reference!r}") from None
+    return BatchRecord.of(row)
+
+
+async def find(session: AsyncSession, sender_orgnr: str, reference: str) -> BatchRecord | None:
+    row = await session.scalar(
+        select(Batch).where(Batch.sender_orgnr == sender_orgnr, Batch.reference == reference)
+    )
+    return BatchRecord.of(row) if row else None
+
+
+async def _row(session: AsyncSession, sender_orgnr: str, batch_id: str, lock: bool) -> Batch:
+    query = select(Batch).where(Batch.id == batch_id, Batch.sender_orgnr == sender_orgnr)
+    if lock and dialect_name(session) == "postgresql":
+        query = query.with_for_update()
+    row = await session.scalar(query)
+    if row is None:
+        raise BatchNotFound(batch_id)
+    return row
+
+
+async def get(session: AsyncSession, sender_orgnr: str, batch_id: str) -> BatchRecord:
+    return BatchRecord.of(await _row(session, sender_orgnr, batch_id, lock=False))
+
+
+async def counts(session: AsyncSession, batch_id: str) -> dict[str, dict[str, int]]:
+    """How many of the batch's letters go each way, and how many are in each status."""
+    rows = await session.execute(
+        select(Letter.channel, Letter.status, func.count())
+        .where(Letter.batch_id == batch_id)
+        .group_by(Letter.channel, Letter.status)
+    )
+    by_channel: dict[str, int] = defaultdict(int)
+    by_status: dict[str, int] = defaultdict(int)
+    for channel, status, n in rows:
+        by_channel[channel] += n
+        by_status[status] += n
+    return {"channels": dict(by_channel), "statuses": dict(by_status)}
+
+
+async def next_seq(session: AsyncSession, batch_id: str) -> int:
+    """The line to go on with: one after the last line stored."""
+    last = await session.scalar(select(func.max(Letter.seq)).where(Letter.batch_id == batch_id))
+    return 0 if last is None else last + 1
+
+
+Sealer = Callable[
+    [Sequence[tuple[L.LetterIn, str, L.Route, L.Reach]], str, dict[str, str]],
+    list[bytes | None],
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Filled:
+    seq: int
+    id: str
+    channel: L.Channel
+    reason: L.Reason | None
+
+
+async def plan(
+    session: AsyncSession, items: Sequence[tuple[int, L.LetterIn]]
+) -> tuple[list[tuple[int, L.LetterIn, str, L.Route, L.Reach]], dict[str, str]]:
+    """Route every letter of a chunk (one register query); raises `LetterRefused` naming
+    the first line whose letter is wrong or whose recipient is unknown."""
+    for seq, letter in items:
+        try:
+            L.check(letter)
+        except L.LetterRefused as refused:
+            raise L.LetterRefused(f"letters[{seq}].{refused.field}", refused.message) from None
+    found = await reach(session, [letter.recipient for _, letter in items])
+    certs = await certificates(session)
+    usable = L.usable_providers(certs)
+    planned = []
+    for seq, letter in items:
+        who = found.get(letter.recipient)
+        if who is None:
+            raise L.LetterRefused(f"letters[{seq}].recipient", "Nobody has this number")
+        planned.append((seq, letter, L.new_id(), L.route(who, letter.print_allowed, usable), who))
+    return planned, certs
+
+
+def prepared_rows(
+    planned: Sequence[tuple[int, L.LetterIn, str, L.Route, L.Reach]],
+    sealed: Sequence[bytes | None],
+    *,
+    sender_orgnr: str,
+    batch_id: str,
+) -> list[Prepared]:
+    now = datetime.now(UTC)
+    return [
+        prepare(
+            letter,
+            letter_id,
+            chosen,
+            who,
+            blob,
+            sender_orgnr=sender_orgnr,
+            now=now,
+            batch_id=batch_id,
+            seq=seq,
+        )
+        for (seq, letter, letter_id, chosen, who), blob in zip(planned, sealed, strict=True)
+    ]
+
+
+async def add_letters(
+    session: AsyncSession, batch_id: str, sender_orgnr: str, prepared: Sequence[Prepared]
+) -> None:
+    """Store a chunk of a batch's letters, if the batch is still open (raises
+    `BatchConflict` otherwise, or if a line is already stored)."""
+    batch = await _row(session, sender_orgnr, batch_id, lock=True)
+    if batch.status != "open":
+        raise BatchConflict(f"The batch is {batch.status}; only an open batch takes letters")
+    try:
+        await store_many(session, prepared)
+    except IntegrityError:
+        raise BatchConflict("Some of these lines are already in the batch") from None
+    await session.execute(
+        update(Batch).where(Batch.id == batch_id).values(letters=Batch.letters + len(prepared))
+    )
+
+
+async def fill(
+    session: AsyncSession,
+    sender_orgnr: str,
+    batch_id: str,
+    items: Sequence[tuple[int, L.LetterIn]],
+) -> list[Filled]:
+    """Check, route, seal and store a chunk of letters (the API's way; sealing runs in a
+    thread so the server keeps answering)."""
+    batch = await _row(session, sender_orgnr, batch_id, lock=False)
+    if batch.status != "open":
+        raise BatchConflict(f"The batch is {batch.status}; only an open batch takes letters")
+    planned, certs = await plan(session, items)
+    sender = await sender_name(session, sender_orgnr)
+    sealed = await asyncio.to_thread(
+        L.sealed_many, [(letter, i, r, w) for _, letter, i, r, w in planned], sender, certs
+    )
+    rows = prepared_rows(planned, sealed, sender_orgnr=sender_orgnr, batch_id=batch_id)
+    await add_letters(session, batch_id, sender_orgnr, rows)
+    return [Filled(seq, i, r.channel, r.reason) for seq, _, i, r, _ in planned]
+
+
+async def commit(session: AsyncSession, sender_orgnr: str, batch_id: str) -> BatchRecord:
+    """Release the batch's letters (the worker delivers them shortly); committing twice
+    is harmless."""
+    batch = await _row(session, sender_orgnr, batch_id, lock=True)
+    if batch.status in ("committed", "released"):
+        return BatchRecord.of(batch)
+    if batch.status != "open":
+        raise BatchConflict(f"The batch is {batch.status}")
+    batch.status, batch.committed_at = "committed", datetime.now(UTC)
+    await session.flush()
+    return BatchRecord.of(batch)
+
+
+async def cancel(session: AsyncSession, sender_orgnr: str, batch_id: str) -> BatchRecord:
+    """Drop an open batch's letters: nobody ever sees them."""
+    batch = await _row(session, sender_orgnr, batch_id, lock=True)
+    if batch.status == "cancelled":
+        return BatchRecord.of(batch)
+    if batch.status != "open":
+        raise BatchConflict(f"The batch is {batch.status}; only an open batch can be cancelled")
+    await session.execute(delete(Letter).where(Letter.batch_id == batch_id))
+    batch.status, batch.cancelled_at = "cancelled", datetime.now(UTC)
+    await session.flush()
+    await batch_changed(session, batch_id, sender_orgnr, "cancelled", {})
+    return BatchRecord.of(batch)
+
+
+async def release_some(db: Database, limit: int = RELEASE_CHUNK) -> int | None:
+    """Release one chunk of a committed batch in one transaction: how many letters were
+    released, or None when no batch waits (for this worker). The batch becomes
+    `released`, with one event, when none of its letters is left waiting."""
+    async with db.session() as session:
+        query = (
+            select(Batch).where(Batch.status == "committed").order_by(Batch.committed_at).limit(1)
+        )
+        if dialect_name(session) == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        batch = await session.scalar(query)
+        if batch is None:
+            return None
+        rows = (
+            await session.execute(
+                select(Letter.id, Letter.repeat_after_days)
+                .where(Letter.batch_id == batch.id, Letter.status == "accepted")
+                .limit(limit)
+            )
+        ).all()
+        now = datetime.now(UTC)
+        if not rows:
+            batch.status, batch.released_at = "released", now
+            went = (await counts(session, batch.id))["channels"]
+            await batch_changed(session, batch.id, batch.sender_orgnr, "released", went)
+            return 0
+        ids = [letter_id for letter_id, _ in rows]
+        await session.execute(
+            update(Letter)
+            .where(Letter.id.in_(ids))
+            .values(status="delivered", delivered_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        await _notifications_due(session, rows, now)
+        return len(ids)
+
+
+async def _notifications_due(
+    session: AsyncSession, rows: Sequence[tuple[str, int | None]], now: datetime
+) -> None:
+    """The released letters' notifications become due: the first at once (or when the
+    letter becomes visible), a reminder that many days after that."""
+    by_days: dict[int, list[str]] = defaultdict(list)
+    for letter_id, days in rows:
+        by_days[days or 0].append(letter_id)
+    for days, ids in by_days.items():
+        for repetition, earliest in ((0, now), (1, now + timedelta(days=days))):
+            if repetition == 1 and not days:
+                continue
+            await session.execute(
+                update(Notification)
+                .where(
+                    and_(
+                        Notification.letter_id.in_(ids),
+                        Notification.status == "held",
+                        Notification.repetition == repetition,
+                    )
+                )
+                .values(
+                    status="pending",
+                    due_at=case(
+                        (Notification.due_at < earliest, earliest), else_=Notification.due_at
+                    ),
+                )
+                .execution_options(synchronize_session=False)
+            )
+
+
+async def release_all(db: Database, stop: Callable[[], bool] = lambda: False) -> int:
+    """Release chunks until nothing is left (or `stop` says so); how many letters."""
+    total = 0
+    while not stop():
+        released = await release_some(db)
+        if released is None:
+            return total
+        total += released
+    return total
