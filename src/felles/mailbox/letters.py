@@ -3,8 +3,10 @@
 A letter goes `digital` to the recipient's mailbox provider when the person has one and
 has not reserved themselves; otherwise, if the sender allows it, to `print` (an address
 page and the documents, posted by the print provider); otherwise `none`, with the reason.
-Whichever way it goes, the documents are encrypted (CMS EnvelopedData) for the one who
-delivers them before anything is stored: Felles' sending side keeps no readable letter.
+Whichever way it goes, the documents are encrypted (CMS EnvelopedData) before anything is
+stored, for the mailbox provider or for Felles' print queue (whose package also carries
+the postal address): Felles' sending side keeps no readable letter. The print-ready PDF
+(address page first) is made from the package only when the print provider fetches it.
 
 Everything here is plain data and CPU work, no database: `sending.py` and `batches.py`
 store what it makes, and `seal` runs in worker processes for bulk mailings.
@@ -19,7 +21,7 @@ import time
 import uuid
 import zipfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from functools import lru_cache
@@ -204,17 +206,23 @@ def new_id() -> str:
     return str(uuid.UUID(int=value))
 
 
-def package(letter: LetterIn, letter_id: str, sender: str) -> bytes:
-    """The documents and a manifest in one ZIP (stored, not compressed: PDFs are)."""
-    manifest = {
+def package(
+    letter: LetterIn, letter_id: str, sender: str, postal: PostalAddress | None = None
+) -> bytes:
+    """The documents and a manifest in one ZIP (stored, not compressed: PDFs are). A
+    letter to print carries the postal address in its manifest, encrypted with it."""
+    manifest: dict[str, object] = {
         "id": letter_id,
         "sender": sender,
         "title": letter.title,
+        "reference": letter.sender_ref or letter_id,
         "documents": [
             {"name": d.name, "type": d.media_type, "main": i == 0}
             for i, d in enumerate(letter.documents)
         ],
     }
+    if postal is not None:
+        manifest["address"] = asdict(postal)
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as archive:
         archive.writestr("manifest.json", json.dumps(manifest, ensure_ascii=False))
@@ -229,7 +237,9 @@ class Opened:
 
     title: str
     sender: str
+    reference: str
     documents: list[Document] = field(default_factory=list)
+    address: PostalAddress | None = None
 
 
 def unpack(package_bytes: bytes) -> Opened:
@@ -240,7 +250,28 @@ def unpack(package_bytes: bytes) -> Opened:
             Document(entry["name"], archive.read(stored), entry["type"])
             for entry, stored in zip(manifest["documents"], names, strict=True)
         ]
-    return Opened(manifest["title"], manifest["sender"], documents)
+    address = manifest.get("address")
+    return Opened(
+        manifest["title"],
+        manifest["sender"],
+        manifest.get("reference", manifest["id"]),
+        documents,
+        PostalAddress(**address) if address else None,
+    )
+
+
+def print_document(opened: Opened) -> bytes:
+    """The print-ready PDF of a letter to print: its address page, then its documents.
+    Made when the print provider fetches it (CPU work kept off the sending path)."""
+    if opened.address is None:
+        raise ValueError("This letter is not one to print")
+    return print_ready(
+        opened.address,
+        opened.sender,
+        opened.title,
+        opened.reference,
+        [d.content for d in opened.documents],
+    )
 
 
 @lru_cache(maxsize=16)
@@ -282,21 +313,13 @@ def seal(
     sender: str,
     certificates: Mapping[str, str],
 ) -> bytes | None:
-    """The letter as CMS EnvelopedData for whoever delivers it (None if nobody does)."""
+    """The letter as CMS EnvelopedData for whoever delivers it (None if nobody does):
+    the mailbox provider, or the print queue (with the postal address inside)."""
     if chosen.channel is Channel.none or chosen.provider is None:
         return None
     recipient = recipient_for(certificates[chosen.provider])
-    if chosen.channel is Channel.digital:
-        return cms.encrypt(package(letter, letter_id, sender), recipient)
-    assert reach.postal is not None
-    printed = print_ready(
-        reach.postal,
-        sender,
-        letter.title,
-        letter.sender_ref or letter_id,
-        [d.content for d in letter.documents],
-    )
-    return cms.encrypt(printed, recipient)
+    postal = reach.postal if chosen.channel is Channel.print else None
+    return cms.encrypt(package(letter, letter_id, sender, postal), recipient)
 
 
 def documents_meta(letter: LetterIn) -> list[dict[str, object]]:
