@@ -126,10 +126,8 @@ async def next_seq(session: AsyncSession, batch_id: str) -> int:
     return 0 if last is None else last + 1
 
 
-Sealer = Callable[
-    [Sequence[tuple[L.LetterIn, str, L.Route, L.Reach]], str, dict[str, str]],
-    list[bytes | None],
-]
+# A letter's line, the letter, its new id, which way it goes and what the registers said.
+Planned = tuple[int, L.LetterIn, str, L.Route, L.Reach]
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,28 +140,24 @@ class Filled:
 
 async def plan(
     session: AsyncSession, items: Sequence[tuple[int, L.LetterIn]]
-) -> tuple[list[tuple[int, L.LetterIn, str, L.Route, L.Reach]], dict[str, str]]:
-    """Route every letter of a chunk (one register query); raises `LetterRefused` naming
-    the first line whose letter is wrong or whose recipient is unknown."""
-    for seq, letter in items:
-        try:
-            L.check(letter)
-        except L.LetterRefused as refused:
-            raise L.LetterRefused(f"letters[{seq}].{refused.field}", refused.message) from None
+) -> tuple[list[Planned], dict[str, str], list[int]]:
+    """Route every letter of a chunk (one register query): the letters planned, the
+    providers' certificates, and the lines whose recipient nobody has (left out)."""
     found = await reach(session, [letter.recipient for _, letter in items])
     certs = await certificates(session)
     usable = L.usable_providers(certs)
-    planned = []
+    planned, unknown = [], []
     for seq, letter in items:
         who = found.get(letter.recipient)
         if who is None:
-            raise L.LetterRefused(f"letters[{seq}].recipient", "Nobody has this number")
+            unknown.append(seq)
+            continue
         planned.append((seq, letter, L.new_id(), L.route(who, letter.print_allowed, usable), who))
-    return planned, certs
+    return planned, certs, unknown
 
 
 def prepared_rows(
-    planned: Sequence[tuple[int, L.LetterIn, str, L.Route, L.Reach]],
+    planned: Sequence[Planned],
     sealed: Sequence[bytes | None],
     *,
     sender_orgnr: str,
@@ -214,7 +208,14 @@ async def fill(
     batch = await _row(session, sender_orgnr, batch_id, lock=False)
     if batch.status != "open":
         raise BatchConflict(f"The batch is {batch.status}; only an open batch takes letters")
-    planned, certs = await plan(session, items)
+    for seq, letter in items:
+        try:
+            L.check(letter)
+        except L.LetterRefused as refused:
+            raise L.LetterRefused(f"letters[{seq}].{refused.field}", refused.message) from None
+    planned, certs, unknown = await plan(session, items)
+    if unknown:
+        raise L.LetterRefused(f"letters[{unknown[0]}].recipient", "Nobody has this number")
     sender = await sender_name(session, sender_orgnr)
     sealed = await asyncio.to_thread(
         L.sealed_many, [(letter, i, r, w) for _, letter, i, r, w in planned], sender, certs

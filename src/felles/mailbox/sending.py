@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import insert, select
+from sqlalchemy import Table, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from felles.db import row_insert, write_together
@@ -23,6 +23,11 @@ from felles.mailbox.models import Letter, LetterContent, MailboxProvider, Notifi
 from felles.mailbox.print_pdf import PostalAddress
 from felles.registry import service as registry
 from felles.registry.models import ContactInfo, Person
+
+
+_LETTERS = cast(Table, Letter.__table__)
+_CONTENTS = cast(Table, LetterContent.__table__)
+_NOTIFICATIONS = cast(Table, Notification.__table__)
 
 
 class UnknownPerson(LookupError):
@@ -213,16 +218,17 @@ async def send(session: AsyncSession, sender_orgnr: str, letter: L.LetterIn) -> 
 
 
 async def store_many(session: AsyncSession, prepared: Sequence[Prepared]) -> None:
-    """Insert many letters' rows: one statement per table."""
+    """Insert many letters' rows: one statement per table (Core inserts of the tables,
+    not the ORM's, which would split the rows by which of their values are None)."""
     if not prepared:
         return
-    await session.execute(insert(Letter), [p.letter for p in prepared])
+    await session.execute(insert(_LETTERS), [p.letter for p in prepared])
     contents = [p.content for p in prepared if p.content]
     if contents:
-        await session.execute(insert(LetterContent), contents)
+        await session.execute(insert(_CONTENTS), contents)
     notifications = [n for p in prepared for n in p.notifications]
     if notifications:
-        await session.execute(insert(Notification), notifications)
+        await session.execute(insert(_NOTIFICATIONS), notifications)
 
 
 def public_status(row: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,283 @@
+"""Sending a bulk mailing from JSON Lines: tens of millions of letters, resumable.
+
+Each line is one letter, as in the API (`recipient`, `title`, `document`, ...), where a
+document gives either `content_base64` or a `path` relative to the file. Lines go in
+chunks: the registers are read once per chunk, the letters are sealed in worker
+processes (one per core) while the chunks before are being stored, and each chunk is
+stored in one transaction, in order. So after a crash the batch holds exactly the
+lines before some point, and running the same command again goes on from there: no
+letter lost, none stored twice. A line that cannot be sent (an invalid number, a
+person nobody has, a document that is not a PDF) is written to a rejects file with its
+line number and the reason, and the rest go on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import concurrent.futures
+import json
+import multiprocessing
+import os
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from felles.db import Database
+from felles.mailbox import batches
+from felles.mailbox import letters as L
+from felles.mailbox.sending import sender_name
+from felles.registry.numbers import InvalidNumber, parse_pid
+
+CHUNK = 1_000
+PROCESSES = max(1, os.cpu_count() or 1)
+
+
+class BulkDocument(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=L.MAX_NAME)
+    type: Literal["application/pdf"] = "application/pdf"
+    content_base64: str | None = None
+    path: str | None = None
+
+
+class BulkLetter(BaseModel):
+    """One line of the file: the API's letter, with documents by path allowed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    recipient: str
+    title: str = Field(min_length=1, max_length=L.MAX_TITLE)
+    document: BulkDocument
+    attachments: list[BulkDocument] = Field(default_factory=list, max_length=L.MAX_ATTACHMENTS)
+    sender_ref: str | None = Field(None, max_length=200)
+    sensitivity: Literal["normal", "sensitive"] = "normal"
+    notify: bool = True
+    repeat_after_days: int | None = Field(7, ge=1, le=L.MAX_REPEAT_DAYS)
+    print_allowed: bool = True
+    visible_from: datetime | None = None
+
+
+class LineRefused(ValueError):
+    pass
+
+
+@lru_cache(maxsize=256)
+def _file(path: Path) -> bytes:
+    """A document named by path (mailings often share an attachment: read it once)."""
+    return path.read_bytes()
+
+
+def _document(doc: BulkDocument, base: Path) -> L.Document:
+    if (doc.content_base64 is None) == (doc.path is None):
+        raise LineRefused("A document needs either content_base64 or path")
+    if doc.path is not None:
+        try:
+            return L.Document(doc.name, _file((base / doc.path).resolve()), doc.type)
+        except OSError:
+            raise LineRefused(f"Cannot read the document {doc.path}") from None
+    try:
+        return L.Document(doc.name, base64.b64decode(doc.content_base64 or "", validate=True))
+    except (binascii.Error, ValueError):
+        raise LineRefused("A document's content_base64 is not valid base64") from None
+
+
+def parse_line(text: str, base: Path) -> L.LetterIn:
+    """One line as a letter (raises `LineRefused` saying why not, never echoing the
+    identity number)."""
+    try:
+        line = BulkLetter.model_validate_json(text)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise LineRefused(f"{where}: {first['msg']}" if where else first["msg"]) from None
+    try:
+        pid = parse_pid(line.recipient).value
+    except InvalidNumber:
+        raise LineRefused("recipient is not a valid national identity number") from None
+    letter = L.LetterIn(
+        recipient=pid,
+        title=line.title,
+        main=_document(line.document, base),
+        attachments=tuple(_document(a, base) for a in line.attachments),
+        sender_ref=line.sender_ref,
+        sensitivity=line.sensitivity,
+        notify=line.notify,
+        repeat_after_days=line.repeat_after_days,
+        print_allowed=line.print_allowed,
+        visible_from=line.visible_from,
+    )
+    try:
+        L.check(letter)
+    except L.LetterRefused as refused:
+        raise LineRefused(f"{refused.field}: {refused.message}") from None
+    return letter
+
+
+@dataclass
+class Outcome:
+    batch_id: str
+    reference: str
+    status: str
+    resumed_at: int  # the first line this run stored (0 on a fresh start)
+    stored: int = 0  # letters this run stored
+    rejected: int = 0  # lines this run refused
+    released: int = 0  # letters this run released
+
+
+Progress = Callable[[str, int], None]  # (phase, how many more done)
+
+
+def _pool(processes: int) -> concurrent.futures.ProcessPoolExecutor:
+    # spawn, not fork: this process has an event loop and database connections.
+    return concurrent.futures.ProcessPoolExecutor(
+        processes, mp_context=multiprocessing.get_context("spawn")
+    )
+
+
+async def send_lines(
+    db: Database,
+    lines: Iterable[str],
+    *,
+    sender_orgnr: str,
+    reference: str,
+    base: Path,
+    commit: bool = True,
+    release: bool = True,
+    processes: int = PROCESSES,
+    chunk: int = CHUNK,
+    rejects: Callable[[int, str], None] = lambda line, why: None,
+    progress: Progress = lambda phase, n: None,
+) -> Outcome:
+    """Store the lines not yet stored in the batch `reference` (made if new), then
+    commit and release it. Line numbers count from 0."""
+    async with db.session() as session:
+        batch = await batches.find(session, sender_orgnr, reference)
+        if batch is None:
+            batch = await batches.create(session, sender_orgnr, reference)
+        start = await batches.next_seq(session, batch.id) if batch.status == "open" else 0
+        sender = await sender_name(session, sender_orgnr)
+    outcome = Outcome(batch.id, reference, batch.status, start)
+    if batch.status == "cancelled":
+        return outcome
+    if batch.status == "open":
+        progress("skipped", start)
+        await _store_all(
+            db,
+            lines,
+            batch.id,
+            sender_orgnr,
+            sender,
+            start,
+            base,
+            outcome,
+            processes=processes,
+            chunk=chunk,
+            rejects=rejects,
+            progress=progress,
+        )
+        if not commit:
+            return outcome
+        async with db.session() as session:
+            outcome.status = (await batches.commit(session, sender_orgnr, batch.id)).status
+    if release:
+        while (released := await batches.release_some(db)) is not None:
+            outcome.released += released
+            progress("released", released)
+        async with db.session() as session:
+            outcome.status = (await batches.get(session, sender_orgnr, batch.id)).status
+    return outcome
+
+
+def _chunks(
+    lines: Iterable[str], start: int, size: int, base: Path, refuse: Callable[[int, str], None]
+) -> Iterator[tuple[list[tuple[int, L.LetterIn]], int]]:
+    """(letters, lines read) per chunk, from line `start` on."""
+    items: list[tuple[int, L.LetterIn]] = []
+    read = 0
+    for number, text in enumerate(lines):
+        if number < start:
+            continue
+        read += 1
+        if text.strip():
+            try:
+                items.append((number, parse_line(text, base)))
+            except LineRefused as refused:
+                refuse(number, str(refused))
+        if read == size:
+            yield items, read
+            items, read = [], 0
+    if read:
+        yield items, read
+
+
+async def _store_all(
+    db: Database,
+    lines: Iterable[str],
+    batch_id: str,
+    sender_orgnr: str,
+    sender: str,
+    start: int,
+    base: Path,
+    outcome: Outcome,
+    *,
+    processes: int,
+    chunk: int,
+    rejects: Callable[[int, str], None],
+    progress: Progress,
+) -> None:
+    loop = asyncio.get_running_loop()
+    in_flight: deque[tuple[list[batches.Planned], asyncio.Future[list[bytes | None]], int]] = (
+        deque()
+    )
+    depth = processes * 2
+
+    def refuse(line: int, why: str) -> None:
+        outcome.rejected += 1
+        rejects(line, why)
+
+    async def store_oldest() -> None:
+        planned, sealing, read = in_flight.popleft()
+        sealed = await sealing
+        rows = batches.prepared_rows(planned, sealed, sender_orgnr=sender_orgnr, batch_id=batch_id)
+        async with db.session() as session:
+            await batches.add_letters(session, batch_id, sender_orgnr, rows)
+        outcome.stored += len(rows)
+        progress("stored", read)
+
+    with _pool(processes) as pool:
+        for items, read in _chunks(lines, start, chunk, base, refuse):
+            async with db.session() as session:
+                planned, certs, unknown = await batches.plan(session, items)
+            for line in unknown:
+                refuse(line, "recipient: nobody in the population register has this number")
+            sealing = loop.run_in_executor(
+                pool,
+                L.sealed_many,
+                [(letter, i, r, w) for _, letter, i, r, w in planned],
+                sender,
+                certs,
+            )
+            in_flight.append((planned, sealing, read))
+            if len(in_flight) >= depth:
+                await store_oldest()
+        while in_flight:
+            await store_oldest()
+
+
+def reject_writer(path: Path) -> Callable[[int, str], None]:
+    """Append each refused line's number and reason to `path` (JSON Lines)."""
+
+    def write(line: int, why: str) -> None:
+        with path.open("a", encoding="utf-8") as out:
+            out.write(json.dumps({"line": line, "error": why}) + "\n")
+
+    return write
