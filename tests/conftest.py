@@ -169,12 +169,17 @@ def serving(settings: Settings, *, host: str = "127.0.0.1", **env: str) -> Itera
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
             felles_command("serve", "--demo", "--port", str(port)),
-            # Events and receipt PDFs are made by the tests' own workers, not in the
-            # background, so tests that count them see only their own.
+            # Events, receipt PDFs and mail notifications are made by the tests' own
+            # workers, not in the background, so tests that count them see only their own.
             env=felles_env(
                 settings,
                 FELLES_BASE_URL=base_url,
-                **{"FELLES_EVENTS_DISPATCH": "false", "FELLES_RECEIPTS_SECONDS": "0", **env},
+                **{
+                    "FELLES_EVENTS_DISPATCH": "false",
+                    "FELLES_RECEIPTS_SECONDS": "0",
+                    "FELLES_MAILBOX_SECONDS": "0",
+                    **env,
+                },
             ),
             stdout=log_file,
             stderr=subprocess.STDOUT,

@@ -108,12 +108,15 @@ def serve(
 
 @app.command()
 def worker() -> None:
-    """Deliver events (webhooks) and render receipt PDFs until Ctrl+C, apart from the web
-    servers (then set FELLES_EVENTS_DISPATCH=false and FELLES_RECEIPTS_SECONDS=0 for
-    `felles serve`)."""
+    """Deliver events (webhooks), render receipt PDFs, release mail batches and send
+    mail notifications until Ctrl+C, apart from the web servers (then set
+    FELLES_EVENTS_DISPATCH=false, FELLES_RECEIPTS_SECONDS=0 and FELLES_MAILBOX_SECONDS=0
+    for `felles serve`)."""
     import asyncio
 
     from felles.events.runtime import EventsRuntime
+    from felles.mailbox import worker as mail_worker
+    from felles.mailbox.providers import ensure_providers
     from felles.portal import receipts
 
     conf = settings()
@@ -127,11 +130,17 @@ def worker() -> None:
         rendering = asyncio.create_task(
             receipts.run_now_and_then(db, conf.receipts_seconds or 2.0, conf)
         )
+        async with db.session() as session:
+            await ensure_providers(session, conf.keys_dir)
+        mailing = asyncio.create_task(
+            mail_worker.run_now_and_then(db, conf.mailbox_seconds or 2.0, conf)
+        )
         try:
             await dispatcher.run()
         finally:
             rendering.cancel()
-            await asyncio.gather(rendering, return_exceptions=True)
+            mailing.cancel()
+            await asyncio.gather(rendering, mailing, return_exceptions=True)
             receipts.shutdown_pool()
             await runtime.close()
 
@@ -180,6 +189,7 @@ def _register_parts() -> None:
     from felles.identity.cli import app as identity_app
     from felles.identity.clients_cli import clients_app, scopes_app
     from felles.identity.upstream_cli import app as upstream_app
+    from felles.mailbox.cli import app as mailbox_app
     from felles.portal.cli import app as portal_app
     from felles.registry.cli import app as registry_app
 
@@ -190,6 +200,7 @@ def _register_parts() -> None:
     app.add_typer(scopes_app, name="scopes")
     app.add_typer(upstream_app, name="upstream")
     app.add_typer(portal_app, name="portal")
+    app.add_typer(mailbox_app, name="mailbox")
 
 
 _register_parts()

@@ -24,7 +24,6 @@ from felles.mailbox.print_pdf import PostalAddress
 from felles.registry import service as registry
 from felles.registry.models import ContactInfo, Person
 
-
 _LETTERS = cast(Table, Letter.__table__)
 _CONTENTS = cast(Table, LetterContent.__table__)
 _NOTIFICATIONS = cast(Table, Notification.__table__)
