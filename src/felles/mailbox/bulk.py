@@ -20,13 +20,12 @@ import concurrent.futures
 import json
 import multiprocessing
 import os
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -234,43 +233,61 @@ async def _store_all(
     rejects: Callable[[int, str], None],
     progress: Progress,
 ) -> None:
+    """Parse and route chunks here while a second task stores them in order: the
+    database's round trips overlap the next chunks' work instead of waiting for it."""
     loop = asyncio.get_running_loop()
-    in_flight: deque[tuple[list[batches.Planned], asyncio.Future[list[bytes | None]], int]] = (
-        deque()
-    )
-    depth = processes * 2
+    queue: asyncio.Queue[tuple[list[batches.Planned], asyncio.Future[Sealed], int] | None]
+    queue = asyncio.Queue(maxsize=processes * 2)
 
     def refuse(line: int, why: str) -> None:
         outcome.rejected += 1
         rejects(line, why)
 
-    async def store_oldest() -> None:
-        planned, sealing, read = in_flight.popleft()
-        sealed = await sealing
-        rows = batches.prepared_rows(planned, sealed, sender_orgnr=sender_orgnr, batch_id=batch_id)
-        async with db.session() as session:
-            await batches.add_letters(session, batch_id, sender_orgnr, rows)
-        outcome.stored += len(rows)
-        progress("stored", read)
+    async def store_in_order() -> None:
+        while (item := await queue.get()) is not None:
+            planned, sealing, read = item
+            sealed = await sealing
+            rows = batches.prepared_rows(
+                planned, sealed, sender_orgnr=sender_orgnr, batch_id=batch_id
+            )
+            async with db.session() as session:
+                await batches.add_letters(session, batch_id, sender_orgnr, rows)
+            outcome.stored += len(rows)
+            progress("stored", read)
 
     with _pool(processes) as pool:
-        for items, read in _chunks(lines, start, chunk, base, refuse):
-            async with db.session() as session:
-                planned, certs, unknown = await batches.plan(session, items)
-            for line in unknown:
-                refuse(line, "recipient: nobody in the population register has this number")
-            sealing = loop.run_in_executor(
-                pool,
-                L.sealed_many,
-                [(letter, i, r, w) for _, letter, i, r, w in planned],
-                sender,
-                certs,
-            )
-            in_flight.append((planned, sealing, read))
-            if len(in_flight) >= depth:
-                await store_oldest()
-        while in_flight:
-            await store_oldest()
+        storing = asyncio.create_task(store_in_order())
+        try:
+            for items, read in _chunks(lines, start, chunk, base, refuse):
+                async with db.session() as session:
+                    planned, certs, unknown = await batches.plan(session, items)
+                for line in unknown:
+                    refuse(line, "recipient: nobody in the population register has this number")
+                sealing = loop.run_in_executor(
+                    pool,
+                    L.sealed_many,
+                    [(letter, i, r, w) for _, letter, i, r, w in planned],
+                    sender,
+                    certs,
+                )
+                await _put(queue, (planned, sealing, read), storing)
+            await _put(queue, None, storing)
+            await storing
+        finally:
+            storing.cancel()
+
+
+Sealed = list[bytes | None]
+
+
+async def _put(queue: asyncio.Queue[Any], item: Any, storing: asyncio.Task[None]) -> None:
+    """Queue `item` for the storing task, or raise its error if it has stopped."""
+    put = asyncio.ensure_future(queue.put(item))
+    await asyncio.wait({put, storing}, return_when=asyncio.FIRST_COMPLETED)
+    if storing.done():
+        put.cancel()
+        storing.result()  # raises what stopped it
+        raise RuntimeError("The storing task ended early")
 
 
 def reject_writer(path: Path) -> Callable[[int, str], None]:
