@@ -284,10 +284,11 @@ async def _put(queue: asyncio.Queue[Any], item: Any, storing: asyncio.Task[None]
     """Queue `item` for the storing task, or raise its error if it has stopped."""
     put = asyncio.ensure_future(queue.put(item))
     await asyncio.wait({put, storing}, return_when=asyncio.FIRST_COMPLETED)
-    if storing.done():
-        put.cancel()
-        storing.result()  # raises what stopped it
-        raise RuntimeError("The storing task ended early")
+    if put.done():
+        return
+    put.cancel()
+    storing.result()  # raises what stopped it
+    raise RuntimeError("The storing task ended early")
 
 
 def reject_writer(path: Path) -> Callable[[int, str], None]:
