@@ -6,6 +6,7 @@ letter), and confirmed printed; the demo's print provider is the real `felles` c
 from __future__ import annotations
 
 import asyncio
+import base64
 import subprocess
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -23,10 +24,12 @@ from felles.config import Environment, Settings
 from felles.db import Database
 from felles.events.models import OutboxEvent
 from felles.identity import clients
-from felles.mailbox import batches, cms
-from felles.mailbox.cms import make_test_recipient
+from felles.mailbox import batches, cms, printing
+from felles.mailbox import letters as L
+from felles.mailbox.cms import make_test_recipient, self_signed_certificate
 from felles.mailbox.models import Letter, LetterContent
 from felles.mailbox.print_api import PRINT_SCOPE
+from felles.mailbox.print_pdf import PostalAddress
 from felles.registry import service as registry
 from felles.registry.models import Person
 from tests.conftest import DEMO_PERSONS, DEMO_SEED, run_felles, scratch_database
@@ -146,7 +149,11 @@ async def test_a_letter_on_paper_from_sending_to_posting(
     disposition = fetched.headers["content-disposition"]
     assert disposition.startswith("attachment;") and f'filename="{letter_id}.p7m"' in disposition
     assert fetched.headers["cache-control"] == "no-store"
-    assert len(fetched.content) == entry["size"] and b"%PDF" not in fetched.content
+    assert fetched.content[:1] == b"\x30" and b"%PDF" not in fetched.content  # DER, sealed
+    async with db.session() as session:
+        stored = await session.get(LetterContent, letter_id)
+        assert stored is not None and len(stored.cms) == entry["size"]
+        assert stored.cms != fetched.content  # the print document is made when fetched
     certificate = await client.get(f"{PRINT}/certificate", headers=provider)
     assert certificate.status_code == 200
     assert certificate.headers["content-type"].startswith("application/pem-certificate-chain")
@@ -320,6 +327,51 @@ async def test_letters_held_back_wait_outside_the_queue(
     assert done.status_code == 200 and await printed_events(db, in_batch["id"]) == 1
 
 
+async def test_a_letter_that_cannot_be_printed_is_a_problem_not_a_crash(
+    db: Database, client: httpx.AsyncClient, provider: dict[str, str], nav: dict[str, str]
+) -> None:
+    """A file that looks like a PDF (header and end marker) but is none gets past sending;
+    making its print document fails, and says so."""
+    pid = (await demo_people(db))["reserved"]
+    broken = letter(pid)
+    broken["document"]["content_base64"] = base64.b64encode(
+        b"%PDF-1.7\nnot really a PDF\n%%EOF\n"
+    ).decode()
+    sent = await client.post(LETTERS, json=broken, headers=nav)
+    assert sent.status_code == 201 and sent.json()["channel"] == "print"
+    letter_id = sent.json()["id"]
+    fetched = await client.get(f"{PRINT}/letters/{letter_id}/document", headers=provider)
+    assert fetched.status_code == 500
+    assert fetched.json()["type"] == "/problems/internal"
+    assert "print document" in fetched.json()["detail"]
+    async with db.session() as session:
+        row = await session.get(Letter, letter_id)
+        assert row is not None and row.status == "delivered"  # still waiting, nothing lost
+    await client.post(f"{PRINT}/letters/{letter_id}/printed", headers=provider)
+
+
+def test_letters_sealed_before_a_certificate_renewal_still_open(tmp_path: Path) -> None:
+    """The print queue's certificate is renewed with the same key (providers.py): a letter
+    sealed to the certificate before names that one, and still opens. A letter sealed to
+    another key does not."""
+    key, before = make_test_recipient("Felles print and post")
+    renewed = self_signed_certificate(key, "Felles print and post")
+    renewed_pem = renewed.public_bytes(serialization.Encoding.PEM).decode()
+    address = PostalAddress("Kari Nordmann", "Storgata 1", "0155", "OSLO")
+    content = L.LetterIn(recipient="x", title="Vedtak", main=L.Document("v.pdf", pdf("Hei")))
+    sealed = cms.encrypt(L.package(content, "id-1", "NAV", address), cms.Recipient(before))
+    made = printing.print_document(sealed, key, renewed_pem)
+    opened = tmp_path / "renewed.pdf"
+    opened.write_bytes(cms.decrypt(made, key, renewed))
+    assert "Storgata 1" in pdf_text(opened, 1, 1) and "Hei" in pdf_text(opened, 2)
+    foreign = cms.encrypt(
+        L.package(content, "id-2", "NAV", address),
+        cms.Recipient(make_test_recipient("Felles print and post")[1]),
+    )
+    with pytest.raises(printing.Unprintable):
+        printing.print_document(foreign, key, renewed_pem)
+
+
 @pytest.fixture
 async def own_country(
     tmp_path: Path,
@@ -363,7 +415,7 @@ async def test_the_demo_print_provider_prints_the_queue(
         mine[sent.json()["id"]] = kind
     digital = await http.post(LETTERS, json=letter(who["felles"]), headers=nav)
     assert digital.json()["channel"] == "digital"
-    # One letter sealed to a certificate whose key the print provider no longer has.
+    # One letter sealed to a certificate whose key the print queue does not have.
     stray = (await http.post(LETTERS, json=letter(who["reserved"]), headers=nav)).json()["id"]
     old_certificate = make_test_recipient("An old print certificate")[1]
     async with database.session() as session:
@@ -376,7 +428,7 @@ async def test_the_demo_print_provider_prints_the_queue(
 
     done = run_felles(conf, "mailbox", "print-queue", "--out", str(out))
     assert done.returncode == 1, done.stderr
-    assert "Wrote 2 PDF(s)" in done.stderr and f"Could not decrypt {stray}" in done.stderr
+    assert "Wrote 2 PDF(s)" in done.stderr and f"Could not print {stray}" in done.stderr
     assert sorted(p.name for p in out.iterdir()) == sorted(f"{i}.pdf" for i in mine)
     for letter_id, kind in mine.items():
         first_page = pdf_text(out / f"{letter_id}.pdf", 1, 1)

@@ -1,9 +1,10 @@
 """The print queue for the print provider, under /api/mailbox/v1/print (machine tokens
 with `felles:mailbox.print`: any organisation granted it prints and posts letters).
 
-The provider lists the letters waiting, fetches each one's print document (CMS
-EnvelopedData it decrypts with its own key), prints and posts it, and confirms it.
-Nothing here names the recipient: the address is inside the encrypted PDF.
+The provider lists the letters waiting, fetches each one's print document (the
+print-ready PDF as CMS EnvelopedData, which it decrypts with its own key), prints and
+posts it, and confirms it. Nothing here names the recipient: the address is inside the
+encrypted PDF.
 """
 
 from __future__ import annotations
@@ -56,7 +57,10 @@ LetterId = Annotated[str, Path(pattern=ID_PATTERN, description="The letter's id"
 class QueuedOut(BaseModel):
     id: str = Field(description="The letter's id")
     created_at: datetime = Field(description="When the sender sent it")
-    size: int = Field(description="Bytes of the encrypted print document")
+    size: int = Field(
+        description="Bytes of the letter as stored (encrypted); the print document, with "
+        "its address page, is a little larger"
+    )
     sender_orgnr: str = Field(description="The sending organisation's number")
 
 
@@ -79,6 +83,11 @@ def _as_problems() -> Iterator[None]:
         raise ProblemError("not-found", str(exc)) from None
     except printing.NotYetInQueue as exc:
         raise ProblemError("conflict", str(exc)) from None
+    except printing.Unprintable as exc:
+        log.warning("mailbox_letter_unprintable", error=str(exc))
+        raise ProblemError(
+            "internal", "This letter cannot be made into a print document; Felles must fix it"
+        ) from None
     except printing.UnknownCursor:
         raise ProblemError(
             "validation", "`after` names no letter to print", field="after"
@@ -128,15 +137,16 @@ async def print_queue(
         },
         **AUTH,
         **NOT_IN_QUEUE,
+        500: problem_doc("The letter cannot be made into a print document (Felles' fault)"),
     },
 )
 async def print_document(letter_id: LetterId, request: Request, caller: Provider) -> Response:
     """DER-encoded CMS EnvelopedData (RFC 5652): AES-256-CBC content, its key encrypted
-    with RSAES-OAEP to the print provider's certificate."""
+    with RSAES-OAEP to the print provider's certificate. Made when asked for (each fetch
+    encrypts afresh, so the bytes differ), and fetchable until you confirm the letter."""
     rt = await mailbox(request)
-    async with rt.db.session() as session:
-        with _as_problems():
-            sealed = await printing.document(session, letter_id)
+    with _as_problems():
+        sealed = await printing.document(rt.db, letter_id, rt.settings.keys_dir)
     return Response(
         sealed,
         media_type=CMS_MEDIA_TYPE,

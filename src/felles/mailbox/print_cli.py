@@ -34,7 +34,9 @@ def _write(path: Path, content: bytes) -> None:
     os.replace(partial, path)
 
 
-async def _print_queue(db: Database, out: Path, key: rsa.RSAPrivateKey, confirm: bool) -> PrintRun:
+async def _print_queue(
+    db: Database, keys_dir: Path, out: Path, key: rsa.RSAPrivateKey, confirm: bool
+) -> PrintRun:
     done = PrintRun()
     async with db.session() as session:
         total = await printing.waiting(session)
@@ -56,8 +58,7 @@ async def _print_queue(db: Database, out: Path, key: rsa.RSAPrivateKey, confirm:
                 page = await printing.queue(session, after=after, limit=QUEUE_PAGE)
             for letter in page:
                 try:
-                    async with db.session() as session:
-                        sealed = await printing.document(session, letter.id)
+                    sealed = await printing.document(db, letter.id, keys_dir)
                     _write(out / f"{letter.id}.pdf", cms.decrypt(sealed, key, certificate))
                     done.written.append(letter.id)
                     if confirm:
@@ -66,7 +67,9 @@ async def _print_queue(db: Database, out: Path, key: rsa.RSAPrivateKey, confirm:
                         done.confirmed += 1
                 except (printing.NotInQueue, printing.NotYetInQueue):
                     pass  # confirmed by someone else meanwhile
-                except cms.CmsError as exc:
+                except printing.Unprintable as exc:
+                    done.failed.append((letter.id, str(exc)))
+                except cms.CmsError as exc:  # not sealed to this print provider's key
                     done.failed.append((letter.id, str(exc) or type(exc).__name__))
                 progress.update(task, total=max(total, len(done.written) + len(done.failed)))
                 progress.advance(task)
@@ -85,11 +88,11 @@ def print_queue(
         typer.Option("--confirm", help="Confirm each letter printed once its PDF is written."),
     ] = False,
 ) -> None:
-    """Stand in for the print provider: fetch every letter waiting in the print queue,
-    decrypt it with the print provider's key (the data dir's keys/mailbox-print.key) and
-    write it as a PDF, the address page first. With --confirm each letter is then
-    reported printed: it leaves the queue, the sender is told, and its encrypted print
-    document is deleted."""
+    """Stand in for the print provider: fetch the print document of every letter waiting
+    in the print queue, decrypt it with the print provider's key (in the demo the data
+    dir's keys/mailbox-print.key) and write it as a PDF, the address page first. With
+    --confirm each letter is then reported printed: it leaves the queue, the sender is
+    told, and the encrypted letter is deleted."""
     conf = settings()
     key_file = conf.keys_dir / f"mailbox-{PRINT_PROVIDER}.key"
     if not key_file.is_file():
@@ -106,7 +109,7 @@ def print_queue(
         fail(f"{key_file} is not a PEM private key without a password.")
 
     async def work(db: Database) -> PrintRun:
-        return await _print_queue(db, out, key, confirm)
+        return await _print_queue(db, conf.keys_dir, out, key, confirm)
 
     done = run(with_database(conf, work))
     if not done.written and not done.failed:
@@ -117,7 +120,7 @@ def print_queue(
         err.print(f"Confirmed {done.confirmed} letter(s) printed.")
     for letter_id, why in done.failed:
         err.print(
-            f"[bold red]Could not decrypt[/] {letter_id}: {why}", highlight=False, soft_wrap=True
+            f"[bold red]Could not print[/] {letter_id}: {why}", highlight=False, soft_wrap=True
         )
     if done.failed:
         raise typer.Exit(1)

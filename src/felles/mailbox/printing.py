@@ -1,25 +1,39 @@
 """The print queue: letters that go on paper, as the print provider sees them.
 
-A letter routed to `print` was sealed at sending for the print provider alone: one
-print-ready PDF (the address page first, then the documents) as CMS EnvelopedData to
-the print provider's certificate. Felles can hand it out but never read it, and the
-queue says nothing about the recipient: the address is inside the encrypted PDF.
+A letter routed to `print` was packaged at sending like any other, with the postal
+address from the population register inside, and encrypted (CMS EnvelopedData) to the
+print queue's certificate. When the print provider fetches it, the package is opened
+with the print queue's key (under the data dir's keys/), made into one print-ready PDF
+(the address page first, then the documents) and encrypted again, to the print
+provider's certificate. Nothing the queue shows names the recipient.
 
 A print letter is in the queue while it is `delivered` and due (`visible_from` has
 come: a letter the sender holds back is not posted early either). The print provider
-fetches it, prints and posts it, and confirms: the letter becomes `printed`, the
-sender hears so once (`letter.printed`), and the print document is deleted at once,
-since it has been posted (see docs/mailbox.md, "Print").
+fetches it, prints and posts it, and confirms: the letter becomes `printed`, the sender
+hears so once (`letter.printed`), and the encrypted letter is deleted at once, since it
+has been posted (see docs/mailbox.md, "Print").
 """
 
 from __future__ import annotations
 
+import asyncio
+import zipfile
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from pathlib import Path
 
+from asn1crypto import cms as asn1_cms
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from pypdf.errors import PyPdfError
 from sqlalchemy import ColumnElement, and_, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from felles.db import Database
+from felles.mailbox import cms
+from felles.mailbox import letters as L
 from felles.mailbox.mailbox_events import letter_changed
 from felles.mailbox.models import Letter, LetterContent, MailboxProvider
 from felles.mailbox.providers import PRINT_PROVIDER
@@ -37,6 +51,11 @@ class NotYetInQueue(ValueError):
 
 class UnknownCursor(LookupError):
     """`after` names no print letter."""
+
+
+class Unprintable(ValueError):
+    """The stored letter cannot be made into a print document (it does not open with the
+    print queue's key, or a document in it cannot be read as PDF): Felles' side to fix."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,8 +143,10 @@ def _refuse(
     return NotInQueue(f"This letter is {status}, not waiting to be printed")
 
 
-async def document(session: AsyncSession, letter_id: str, now: datetime | None = None) -> bytes:
-    """The letter's print document as CMS EnvelopedData (DER) for the print provider:
+async def sealed_letter(
+    session: AsyncSession, letter_id: str, now: datetime | None = None
+) -> bytes:
+    """The letter as stored (its package, encrypted to the print queue's certificate):
     raises `NotInQueue` or `NotYetInQueue` unless the letter is in the queue."""
     now = now or datetime.now(UTC)
     row = (
@@ -141,6 +162,85 @@ async def document(session: AsyncSession, letter_id: str, now: datetime | None =
     if channel != "print" or status != "delivered" or _utc(visible_from) > now or sealed is None:
         raise _refuse(letter_id, channel, status, visible_from, now)
     return bytes(sealed)
+
+
+@lru_cache(maxsize=4)
+def _key(path: Path, modified_ns: int) -> rsa.RSAPrivateKey:
+    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise ValueError(f"{path} is not an RSA private key")
+    return key
+
+
+def queue_key(keys_dir: Path) -> rsa.RSAPrivateKey:
+    """The print queue's private key, read once per process (raises FileNotFoundError:
+    it is made with the certificate, at first use, never here)."""
+    path = keys_dir / f"mailbox-{PRINT_PROVIDER}.key"
+    return _key(path, path.stat().st_mtime_ns)
+
+
+def _earlier_certificate(
+    sealed: bytes, key: rsa.RSAPrivateKey, current: x509.Certificate
+) -> x509.Certificate:
+    """The certificate a letter was sealed to before the current one replaced it. A
+    renewal keeps the key, the name and the issuer and changes the serial number, which
+    is how a letter names its recipient: rebuild that certificate from the key, for
+    `cms.decrypt` to find the letter's recipient by. Anything else is not ours."""
+    info = asn1_cms.ContentInfo.load(sealed)
+    issuer = current.issuer.public_bytes()
+    for recipient in info["content"]["recipient_infos"]:
+        rid = recipient.chosen["rid"] if recipient.name == "ktri" else None
+        if (
+            rid is None
+            or rid.name != "issuer_and_serial_number"
+            or rid.chosen["issuer"].dump() != issuer
+        ):
+            continue
+        now = datetime.now(UTC)
+        return (
+            x509.CertificateBuilder()
+            .subject_name(current.subject)
+            .issuer_name(current.issuer)
+            .public_key(key.public_key())
+            .serial_number(rid.chosen["serial_number"].native)
+            .not_valid_before(now - timedelta(minutes=5))
+            .not_valid_after(now + timedelta(minutes=5))
+            .sign(key, hashes.SHA256())
+        )
+    raise cms.NotForThisRecipient("The letter is not sealed to the print queue's key")
+
+
+def print_document(sealed: bytes, key: rsa.RSAPrivateKey, certificate_pem: str) -> bytes:
+    """CPU work, for a worker thread: open the stored letter with the print queue's key,
+    make the print-ready PDF (address page first) and seal it to the print provider's
+    certificate. Raises `Unprintable`."""
+    certificate = x509.load_pem_x509_certificate(certificate_pem.encode())
+    try:
+        try:
+            package = cms.decrypt(sealed, key, certificate)
+        except cms.NotForThisRecipient:  # sealed before the certificate was renewed
+            package = cms.decrypt(sealed, key, _earlier_certificate(sealed, key, certificate))
+        pdf = L.print_document(L.unpack(package))
+    except (cms.CmsError, zipfile.BadZipFile, PyPdfError, KeyError, ValueError) as exc:
+        raise Unprintable(f"{type(exc).__name__}: {str(exc)[:200]}") from exc
+    return cms.encrypt(pdf, L.recipient_for(certificate_pem))
+
+
+async def document(
+    db: Database, letter_id: str, keys_dir: Path, now: datetime | None = None
+) -> bytes:
+    """The letter's print document for the print provider: the print-ready PDF as CMS
+    EnvelopedData (DER) to its certificate, made now in a worker thread (the database
+    session is closed by then). Raises `NotInQueue`, `NotYetInQueue` or `Unprintable`."""
+    async with db.session() as session:
+        sealed = await sealed_letter(session, letter_id, now)
+        pem = await certificate_pem(session)
+    if pem is None:
+        raise Unprintable("The print provider has no certificate")
+    try:
+        return await asyncio.to_thread(print_document, sealed, queue_key(keys_dir), pem)
+    except Unprintable as exc:
+        raise Unprintable(f"Letter {letter_id}: {exc}") from exc
 
 
 async def confirm_printed(
