@@ -22,6 +22,7 @@ from felles.identity import pages as identity_pages
 from felles.identity.runtime import IdentityRuntime
 from felles.mailbox import api as mailbox_api
 from felles.mailbox import letters_api as mailbox_letters_api
+from felles.mailbox import print_api as mailbox_print_api
 from felles.mailbox.runtime import MailboxRuntime
 from felles.portal import account_pages as portal_account
 from felles.portal import api as portal_api
@@ -115,6 +116,7 @@ def create_app(settings: Settings | None = None, *, pooled_db: bool = True) -> F
     app.include_router(portal_api.router)
     app.include_router(mailbox_api.router)
     app.include_router(mailbox_letters_api.router)
+    app.include_router(mailbox_print_api.router)
     app.include_router(demo_rp.router)
     app.include_router(
         events_api.router_for(
