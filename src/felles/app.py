@@ -21,6 +21,7 @@ from felles.identity import demo_rp, passkey_pages, password_pages, upstream_pag
 from felles.identity import pages as identity_pages
 from felles.identity.runtime import IdentityRuntime
 from felles.mailbox import api as mailbox_api
+from felles.mailbox import inbox_pages as mailbox_inbox
 from felles.mailbox import letters_api as mailbox_letters_api
 from felles.mailbox import print_api as mailbox_print_api
 from felles.mailbox.runtime import MailboxRuntime
@@ -137,6 +138,7 @@ def create_app(settings: Settings | None = None, *, pooled_db: bool = True) -> F
         portal_inbox,
         portal_catalogue,
         portal_account,
+        mailbox_inbox,
     ):
         app.include_router(part.router)
     return app

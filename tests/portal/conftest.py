@@ -142,7 +142,7 @@ def portal_cookie(
     app, pid: str, party: Party | None = None, name: str = "Test Person"
 ) -> dict[str, str]:  # type: ignore[no-untyped-def]
     """Cookies for an httpx client: logged in to the portal as `pid`, acting for `party`
-    (default: themself). Set them with `client.cookies.set(COOKIE, value, path="/portal")`
+    (default: themself). Set them with `client.cookies.set(COOKIE, value, path="/")`
     or pass them as `cookies=`."""
     return {COOKIE: sealed_portal_cookie(app.state.portal.sealer, pid, party, name)}
 
@@ -152,7 +152,7 @@ def logged_in(
 ) -> None:  # type: ignore[no-untyped-def]
     """Make `client` logged in to the portal as `pid` (acting for `party`), in `lang`."""
     client.cookies.clear()  # also the renewed session cookies the app has set
-    client.cookies.set(COOKIE, portal_cookie(app, pid, party)[COOKIE], path="/portal")
+    client.cookies.set(COOKIE, portal_cookie(app, pid, party)[COOKIE], path="/")
     client.cookies.set("felles_lang", lang)
 
 

@@ -25,6 +25,8 @@ from felles.web.templating import request_language
 router = APIRouter(include_in_schema=False)
 LOGIN_COOKIE = "felles_portal_login"
 LOGIN_SECONDS = 900
+# The session is read under /portal and by the digital mailbox's pages (/mailbox).
+SESSION_PATH = "/"
 
 
 class LoginFailed(Exception):
@@ -46,8 +48,14 @@ def set_session_cookie(response: Response, rt: PortalRuntime, session: PortalSes
         httponly=True,
         samesite="lax",
         secure=rt.settings.https,
-        path="/portal",
+        path=SESSION_PATH,
     )
+
+
+def delete_session_cookie(response: Response) -> None:
+    """End the session in the browser (also a cookie from when it lived under /portal)."""
+    for path in (SESSION_PATH, "/portal"):
+        response.delete_cookie(COOKIE, path=path)
 
 
 @router.get("/portal/login")
@@ -192,7 +200,7 @@ async def logout(request: Request) -> Response:
             }
         )
     response = RedirectResponse(target, status_code=303)
-    response.delete_cookie(COOKIE, path="/portal")
+    delete_session_cookie(response)
     return response
 
 
@@ -210,5 +218,5 @@ async def frontchannel_logout(request: Request) -> Response:
         and query.get("iss") == rt.settings.issuer
         and secrets.compare_digest(query.get("sid", ""), current.sid)
     ):
-        response.delete_cookie(COOKIE, path="/portal")
+        delete_session_cookie(response)
     return response
