@@ -297,9 +297,9 @@ async def test_opening_a_letter_shows_its_documents_and_tells_the_sender_once(
     saved = await http.get(f"{href}/documents/1/download")
     assert saved.content == annex_pdf
     assert saved.headers["content-disposition"].startswith("attachment;")
-    assert "filename*=UTF-8''vedlegg%20%C3%A6%C3%B8%C3%A5.pdf" in saved.headers[
-        "content-disposition"
-    ]
+    assert (
+        "filename*=UTF-8''vedlegg%20%C3%A6%C3%B8%C3%A5.pdf" in saved.headers["content-disposition"]
+    )
     assert (await http.get(f"{href}/documents/2")).status_code == 404
 
     # Opening it again (or marking it unread and opening it) tells the sender nothing new.
