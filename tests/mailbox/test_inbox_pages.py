@@ -300,7 +300,8 @@ async def test_opening_a_letter_shows_its_documents_and_tells_the_sender_once(
     assert (
         "filename*=UTF-8''vedlegg%20%C3%A6%C3%B8%C3%A5.pdf" in saved.headers["content-disposition"]
     )
-    assert (await http.get(f"{href}/documents/2")).status_code == 404
+    for wrong in ("2", "-1", "x", "00000001"):
+        assert (await http.get(f"{href}/documents/{wrong}")).status_code == 404
 
     # Opening it again (or marking it unread and opening it) tells the sender nothing new.
     await post_form(http, f"{href}/unread", {"back": MAILBOX})
@@ -389,3 +390,21 @@ async def test_without_a_login_the_person_logs_in_first(
     async with db.session() as session:
         row = await session.get(Letter, letter_id)
         assert row is not None and row.folder == "inbox"
+
+
+async def test_a_damaged_letter_says_it_cannot_be_opened(
+    http: httpx.AsyncClient, client: httpx.AsyncClient, db: Database
+) -> None:
+    me = (await felles_people(db))[0]
+    word = mark()
+    letter_id = await send(client, await sender(db, client), me, f"Skadet {word}")
+    async with db.session() as session:
+        content = await session.get(LetterContent, letter_id)
+        assert content is not None
+        content.cms = content.cms[:-40] + bytes(40)  # the last blocks changed
+    page = await log_in(http, me, next_path=f"{MAILBOX}/letters/{letter_id}")
+    assert page.status_code == 500 and "The letter cannot be opened" in page.text
+    assert f"Skadet {word}" not in page.text
+    assert await opened_events(db, letter_id) == 0
+    document = await http.get(f"{MAILBOX}/letters/{letter_id}/documents/0")
+    assert document.status_code == 500 and b"%PDF" not in document.content

@@ -16,6 +16,7 @@ cached or logged. Nothing here knows about HTTP.
 from __future__ import annotations
 
 import asyncio
+import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -256,8 +257,8 @@ def _unseal(content: bytes, certificate_pem: str, keys_dir: str) -> Opened:
     try:
         certificate = x509.load_pem_x509_certificate(certificate_pem.encode())
         return unpack(cms.decrypt(content, _provider_key(keys_dir), certificate))
-    except (cms.CmsError, ValueError, KeyError, TypeError) as error:
-        # zipfile.BadZipFile and json's errors are ValueErrors; the message has no content.
+    except (cms.CmsError, zipfile.BadZipFile, ValueError, KeyError, TypeError) as error:
+        # Only the error's kind: its message could quote the content.
         raise Unreadable(type(error).__name__) from None
 
 

@@ -205,12 +205,13 @@ async def letter_page(request: Request, letter_id: str) -> Response:
     )
 
 
-async def _document(request: Request, letter_id: str, index: int, disposition: str) -> Response:
+async def _document(request: Request, letter_id: str, number: str, disposition: str) -> Response:
     rt, session = await signed_in(request)
     result = await _open(request, rt, session, letter_id)
     if isinstance(result, Response):
         return result
     _found, opened = result
+    index = int(number) if number.isdigit() and len(number) < 4 else -1
     if not 0 <= index < len(opened.documents):
         return not_found(request, rt, session)
     document = opened.documents[index]
@@ -228,12 +229,12 @@ async def _document(request: Request, letter_id: str, index: int, disposition: s
 
 
 @router.get("/mailbox/letters/{letter_id}/documents/{index}")
-async def open_document(request: Request, letter_id: str, index: int) -> Response:
+async def open_document(request: Request, letter_id: str, index: str) -> Response:
     return await _document(request, letter_id, index, "inline")
 
 
 @router.get("/mailbox/letters/{letter_id}/documents/{index}/download")
-async def download_document(request: Request, letter_id: str, index: int) -> Response:
+async def download_document(request: Request, letter_id: str, index: str) -> Response:
     return await _document(request, letter_id, index, "attachment")
 
 
@@ -271,7 +272,7 @@ async def _act(request: Request, letter_id: str, back: str | None, action: str) 
     return redirect(rt, session, _with_notice(_back(back, letter), action))
 
 
-Back = Annotated[str | None, Form(max_length=600)]
+Back = Annotated[str | None, Form(max_length=2000)]
 
 
 @router.post("/mailbox/letters/{letter_id}/read")
@@ -296,7 +297,7 @@ async def restore(request: Request, letter_id: str, back: Back = None) -> Respon
 
 @router.get("/mailbox/letters/{letter_id}/delete")
 async def confirm_delete(
-    request: Request, letter_id: str, back: Annotated[str | None, Query(max_length=600)] = None
+    request: Request, letter_id: str, back: Annotated[str | None, Query(max_length=2000)] = None
 ) -> Response:
     """Are you sure? Deleting cannot be undone."""
     rt, session = await signed_in(request)
