@@ -15,13 +15,16 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+from cryptography import x509
 from sqlalchemy import func, select
 
+from felles.config import Settings
 from felles.db import Database
 from felles.events.models import OutboxEvent
 from felles.identity import levels
+from felles.mailbox import cms, inbox
 from felles.mailbox.inbox import PAGE_SIZE
-from felles.mailbox.models import Letter, LetterContent
+from felles.mailbox.models import Letter, LetterContent, MailboxProvider
 from felles.registry import service as registry
 from felles.registry.models import ContactInfo, Person
 from tests.mailbox.mail import BATCHES, LETTERS, demo_people, letter, pdf, sender
@@ -408,3 +411,25 @@ async def test_a_damaged_letter_says_it_cannot_be_opened(
     assert await opened_events(db, letter_id) == 0
     document = await http.get(f"{MAILBOX}/letters/{letter_id}/documents/0")
     assert document.status_code == 500 and b"%PDF" not in document.content
+
+
+async def test_content_that_is_not_a_letter_package_is_unreadable(
+    db: Database, settings: Settings, client: httpx.AsyncClient
+) -> None:
+    await sender(db, client)  # the providers' certificates exist once the API has run
+    async with db.session() as session:
+        pem = await session.scalar(
+            select(MailboxProvider.certificate_pem).where(MailboxProvider.name == "felles")
+        )
+    assert pem is not None
+    recipient = cms.Recipient(x509.load_pem_x509_certificate(pem.encode()))
+    for content in (b"not a zip file", b"PK\x03\x04 broken"):
+        sealed = inbox.Sealed(_any_item(), cms.encrypt(content, recipient), pem)
+        with pytest.raises(inbox.Unreadable):
+            await inbox.unseal(sealed, settings.keys_dir)
+
+
+def _any_item() -> inbox.LetterItem:
+    return inbox.LetterItem(
+        "x", "974760673", "t", datetime.now(UTC), True, inbox.Folder.inbox, levels.SUBSTANTIAL, []
+    )
