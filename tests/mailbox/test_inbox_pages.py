@@ -16,6 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from sqlalchemy import func, select
 
 from felles.config import Settings
@@ -23,8 +24,10 @@ from felles.db import Database
 from felles.events.models import OutboxEvent
 from felles.identity import levels
 from felles.mailbox import cms, inbox
+from felles.mailbox.cms import self_signed_certificate
 from felles.mailbox.inbox import PAGE_SIZE
 from felles.mailbox.models import Letter, LetterContent, MailboxProvider
+from felles.mailbox.providers import private_key
 from felles.registry import service as registry
 from felles.registry.models import ContactInfo, Person
 from tests.mailbox.mail import BATCHES, LETTERS, demo_people, letter, pdf, sender
@@ -433,3 +436,28 @@ def _any_item() -> inbox.LetterItem:
     return inbox.LetterItem(
         "x", "974760673", "t", datetime.now(UTC), True, inbox.Folder.inbox, levels.SUBSTANTIAL, []
     )
+
+
+async def test_a_letter_sealed_before_the_certificate_was_renewed_still_opens(
+    http: httpx.AsyncClient, client: httpx.AsyncClient, db: Database, settings: Settings
+) -> None:
+    me = (await felles_people(db))[0]
+    word = mark()
+    letter_id = await send(client, await sender(db, client), me, f"Før fornyelse {word}")
+    async with db.session() as session:
+        provider = await session.get(MailboxProvider, "felles")
+        assert provider is not None
+        before = provider.certificate_pem
+        renewed = self_signed_certificate(
+            private_key(settings.keys_dir, "felles"), provider.display_name
+        )
+        provider.certificate_pem = renewed.public_bytes(serialization.Encoding.PEM).decode()
+    try:
+        page = await log_in(http, me, next_path=f"{MAILBOX}/letters/{letter_id}")
+        assert page.status_code == 200 and f"Før fornyelse {word}" in page.text
+        assert await opened_events(db, letter_id) == 1
+    finally:
+        async with db.session() as session:
+            provider = await session.get(MailboxProvider, "felles")
+            assert provider is not None
+            provider.certificate_pem = before
