@@ -31,11 +31,10 @@ from sqlalchemy import ColumnElement, and_, case, delete, func, or_, select, upd
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from felles.identity import levels
-from felles.mailbox import cms
+from felles.mailbox import cms, providers
 from felles.mailbox.letters import Channel, Opened, Status, unpack
 from felles.mailbox.mailbox_events import letter_changed
 from felles.mailbox.models import Letter, LetterContent, MailboxProvider
-from felles.mailbox.printing import _earlier_certificate as earlier_certificate
 from felles.mailbox.providers import private_key
 from felles.registry import service as registry
 
@@ -258,11 +257,7 @@ def _unseal(content: bytes, certificate_pem: str, keys_dir: str) -> Opened:
     key = _provider_key(keys_dir)
     try:
         certificate = x509.load_pem_x509_certificate(certificate_pem.encode())
-        try:
-            package = cms.decrypt(content, key, certificate)
-        except cms.NotForThisRecipient:  # sealed before the certificate was renewed
-            package = cms.decrypt(content, key, earlier_certificate(content, key, certificate))
-        return unpack(package)
+        return unpack(providers.unseal(content, key, certificate))
     except (cms.CmsError, zipfile.BadZipFile, ValueError, KeyError, TypeError) as error:
         # Only the error's kind: its message could quote the content.
         raise Unreadable(type(error).__name__) from None

@@ -19,13 +19,12 @@ from __future__ import annotations
 import asyncio
 import zipfile
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 
-from asn1crypto import cms as asn1_cms
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from pypdf.errors import PyPdfError
 from sqlalchemy import ColumnElement, and_, delete, func, or_, select, update
@@ -36,7 +35,7 @@ from felles.mailbox import cms
 from felles.mailbox import letters as L
 from felles.mailbox.mailbox_events import letter_changed
 from felles.mailbox.models import Letter, LetterContent, MailboxProvider
-from felles.mailbox.providers import PRINT_PROVIDER
+from felles.mailbox.providers import PRINT_PROVIDER, unseal
 
 
 class NotInQueue(LookupError):
@@ -179,47 +178,13 @@ def queue_key(keys_dir: Path) -> rsa.RSAPrivateKey:
     return _key(path, path.stat().st_mtime_ns)
 
 
-def _earlier_certificate(
-    sealed: bytes, key: rsa.RSAPrivateKey, current: x509.Certificate
-) -> x509.Certificate:
-    """The certificate a letter was sealed to before the current one replaced it. A
-    renewal keeps the key, the name and the issuer and changes the serial number, which
-    is how a letter names its recipient: rebuild that certificate from the key, for
-    `cms.decrypt` to find the letter's recipient by. Anything else is not ours."""
-    info = asn1_cms.ContentInfo.load(sealed)
-    issuer = current.issuer.public_bytes()
-    for recipient in info["content"]["recipient_infos"]:
-        rid = recipient.chosen["rid"] if recipient.name == "ktri" else None
-        if (
-            rid is None
-            or rid.name != "issuer_and_serial_number"
-            or rid.chosen["issuer"].dump() != issuer
-        ):
-            continue
-        now = datetime.now(UTC)
-        return (
-            x509.CertificateBuilder()
-            .subject_name(current.subject)
-            .issuer_name(current.issuer)
-            .public_key(key.public_key())
-            .serial_number(rid.chosen["serial_number"].native)
-            .not_valid_before(now - timedelta(minutes=5))
-            .not_valid_after(now + timedelta(minutes=5))
-            .sign(key, hashes.SHA256())
-        )
-    raise cms.NotForThisRecipient("The letter is not sealed to the print queue's key")
-
-
 def print_document(sealed: bytes, key: rsa.RSAPrivateKey, certificate_pem: str) -> bytes:
     """CPU work, for a worker thread: open the stored letter with the print queue's key,
     make the print-ready PDF (address page first) and seal it to the print provider's
     certificate. Raises `Unprintable`."""
     certificate = x509.load_pem_x509_certificate(certificate_pem.encode())
     try:
-        try:
-            package = cms.decrypt(sealed, key, certificate)
-        except cms.NotForThisRecipient:  # sealed before the certificate was renewed
-            package = cms.decrypt(sealed, key, _earlier_certificate(sealed, key, certificate))
+        package = unseal(sealed, key, certificate)
         pdf = L.print_document(L.unpack(package))
     except (cms.CmsError, zipfile.BadZipFile, PyPdfError, KeyError, ValueError) as exc:
         raise Unprintable(f"{type(exc).__name__}: {str(exc)[:200]}") from exc

@@ -11,12 +11,14 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from asn1crypto import cms as asn1_cms
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from felles.mailbox import cms
 from felles.mailbox.cms import self_signed_certificate
 from felles.mailbox.models import MailboxProvider
 
@@ -73,3 +75,43 @@ async def ensure_providers(session: AsyncSession, keys_dir: Path) -> None:
 
 async def certificates(session: AsyncSession) -> dict[str, MailboxProvider]:
     return {p.name: p for p in await session.scalars(select(MailboxProvider))}
+
+
+def _earlier_certificate(
+    sealed: bytes, key: rsa.RSAPrivateKey, current: x509.Certificate
+) -> x509.Certificate:
+    """The certificate a letter was sealed to before the current one replaced it. A
+    renewal keeps the key, the name and the issuer and changes the serial number, which
+    is how a letter names its recipient: rebuild that certificate from the key, for
+    `cms.decrypt` to find the letter's recipient by. Anything else is not ours."""
+    info = asn1_cms.ContentInfo.load(sealed)
+    issuer = current.issuer.public_bytes()
+    for recipient in info["content"]["recipient_infos"]:
+        rid = recipient.chosen["rid"] if recipient.name == "ktri" else None
+        if (
+            rid is None
+            or rid.name != "issuer_and_serial_number"
+            or rid.chosen["issuer"].dump() != issuer
+        ):
+            continue
+        now = datetime.now(UTC)
+        return (
+            x509.CertificateBuilder()
+            .subject_name(current.subject)
+            .issuer_name(current.issuer)
+            .public_key(key.public_key())
+            .serial_number(rid.chosen["serial_number"].native)
+            .not_valid_before(now - timedelta(minutes=5))
+            .not_valid_after(now + timedelta(minutes=5))
+            .sign(key, hashes.SHA256())
+        )
+    raise cms.NotForThisRecipient("The letter is not sealed to the print queue's key")
+
+
+def unseal(sealed: bytes, key: rsa.RSAPrivateKey, current: x509.Certificate) -> bytes:
+    """Open a letter sealed to this provider, also one sealed to its certificate before
+    the last renewal (same key, another serial number)."""
+    try:
+        return cms.decrypt(sealed, key, current)
+    except cms.NotForThisRecipient:
+        return cms.decrypt(sealed, key, _earlier_certificate(sealed, key, current))
