@@ -26,7 +26,15 @@ from felles.db import Database, dialect_name
 from felles.mailbox import letters as L
 from felles.mailbox.mailbox_events import batch_changed
 from felles.mailbox.models import Batch, Letter, Notification
-from felles.mailbox.sending import Prepared, certificates, prepare, reach, sender_name, store_many
+from felles.mailbox.sending import (
+    Prepared,
+    certificates,
+    prepare,
+    reach,
+    sender_name,
+    store_many,
+    utc,
+)
 
 RELEASE_CHUNK = 5_000
 MAX_LETTERS_PER_CALL = 1_000
@@ -58,10 +66,10 @@ class BatchRecord:
             row.reference,
             row.status,
             row.letters,
-            row.created_at,
-            row.committed_at,
-            row.released_at,
-            row.cancelled_at,
+            row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC),
+            utc(row.committed_at),
+            utc(row.released_at),
+            utc(row.cancelled_at),
         )
 
 

@@ -20,7 +20,7 @@ import uuid
 import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from functools import lru_cache
 
@@ -36,6 +36,7 @@ MAX_ATTACHMENTS = 20
 MAX_TITLE = 200
 MAX_NAME = 100
 MAX_REPEAT_DAYS = 60
+MAX_VISIBLE_AHEAD = timedelta(days=366)  # a letter may be held back up to a year
 SENSITIVITY_LEVELS = {"normal": levels.SUBSTANTIAL, "sensitive": levels.HIGH}
 DOCUMENT_TYPES = {"application/pdf"}
 
@@ -122,6 +123,11 @@ def check(letter: LetterIn) -> None:
         raise LetterRefused(
             "repeat_after_days", f"A reminder comes after 1 to {MAX_REPEAT_DAYS} days"
         )
+    if letter.visible_from is not None and (
+        letter.visible_from.tzinfo is None
+        or letter.visible_from > datetime.now(UTC) + MAX_VISIBLE_AHEAD
+    ):
+        raise LetterRefused("visible_from", "A time with its time zone, at most a year from now")
     if len(letter.attachments) > MAX_ATTACHMENTS:
         raise LetterRefused("attachments", f"At most {MAX_ATTACHMENTS} attachments")
     total = 0

@@ -218,7 +218,9 @@ def _as_problems() -> Iterator[None]:
     try:
         yield
     except L.LetterRefused as refused:
-        raise ProblemError("validation", refused.message, field=refused.field) from None
+        # The domain names a document's bytes `content`; the sender sent `content_base64`.
+        field = re.sub(r"\.content$", ".content_base64", refused.field)
+        raise ProblemError("validation", refused.message, field=field) from None
     except UnknownPerson:
         raise ProblemError(
             "unknown-recipient",

@@ -124,7 +124,8 @@ def prepare(
 ) -> Prepared:
     """The rows of one letter. In a batch it waits (`accepted`, notifications `held`)
     until the batch is released; otherwise it is delivered now."""
-    visible_from = max(letter.visible_from or now, now)
+    # In UTC: SQLite keeps a time without its offset.
+    visible_from = max(letter.visible_from or now, now).astimezone(UTC)
     status = (
         L.Status.accepted if batch_id and chosen.status is L.Status.delivered else chosen.status
     )
@@ -225,6 +226,13 @@ async def store_many(session: AsyncSession, prepared: Sequence[Prepared]) -> Non
         await session.execute(insert(Notification), notifications)
 
 
+def utc(value: datetime | None) -> datetime | None:
+    """A stored time as UTC (SQLite gives it back without its zone)."""
+    if value is None:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
 def public_status(row: Mapping[str, Any]) -> dict[str, Any]:
     """What a sender may know of a letter (no content, no contact details)."""
     return {
@@ -235,10 +243,10 @@ def public_status(row: Mapping[str, Any]) -> dict[str, Any]:
         "reason": row["reason"],
         "status": row["status"],
         "notification_failed": row["notification_failed"],
-        "created_at": row["created_at"],
-        "delivered_at": row["delivered_at"],
-        "notified_at": row["notified_at"],
-        "opened_at": row["opened_at"],
-        "printed_at": row["printed_at"],
-        "failed_at": row["failed_at"],
+        "created_at": utc(row["created_at"]),
+        "delivered_at": utc(row["delivered_at"]),
+        "notified_at": utc(row["notified_at"]),
+        "opened_at": utc(row["opened_at"]),
+        "printed_at": utc(row["printed_at"]),
+        "failed_at": utc(row["failed_at"]),
     }
