@@ -28,6 +28,7 @@ from felles.mailbox.mailbox_events import batch_changed
 from felles.mailbox.models import Batch, Letter, Notification
 from felles.mailbox.sending import (
     Prepared,
+    UnknownPerson,
     certificates,
     prepare,
     reach,
@@ -151,8 +152,8 @@ class Filled:
 async def plan(
     session: AsyncSession, items: Sequence[tuple[int, L.LetterIn]]
 ) -> tuple[list[tuple[int, L.LetterIn, str, L.Route, L.Reach]], dict[str, str]]:
-    """Route every letter of a chunk (one register query); raises `LetterRefused` naming
-    the first line whose letter is wrong or whose recipient is unknown."""
+    """Route every letter of a chunk (one register query); raises `LetterRefused` or
+    `UnknownPerson` naming the first line whose letter is wrong or recipient unknown."""
     for seq, letter in items:
         try:
             L.check(letter)
@@ -165,7 +166,7 @@ async def plan(
     for seq, letter in items:
         who = found.get(letter.recipient)
         if who is None:
-            raise L.LetterRefused(f"letters[{seq}].recipient", "Nobody has this number")
+            raise UnknownPerson(f"letters[{seq}].recipient")
         planned.append((seq, letter, L.new_id(), L.route(who, letter.print_allowed, usable), who))
     return planned, certs
 
@@ -211,6 +212,21 @@ async def add_letters(
     )
 
 
+def _seal_lines(
+    planned: Sequence[tuple[int, L.LetterIn, str, L.Route, L.Reach]],
+    sender: str,
+    certs: dict[str, str],
+) -> list[bytes | None]:
+    """`L.seal` for each line; a letter that cannot be sealed is refused by its line."""
+    sealed = []
+    for seq, letter, letter_id, chosen, who in planned:
+        try:
+            sealed.append(L.seal(letter, letter_id, chosen, who, sender, certs))
+        except L.LetterRefused as refused:
+            raise L.LetterRefused(f"letters[{seq}].{refused.field}", refused.message) from None
+    return sealed
+
+
 async def fill(
     session: AsyncSession,
     sender_orgnr: str,
@@ -224,9 +240,7 @@ async def fill(
         raise BatchConflict(f"The batch is {batch.status}; only an open batch takes letters")
     planned, certs = await plan(session, items)
     sender = await sender_name(session, sender_orgnr)
-    sealed = await asyncio.to_thread(
-        L.sealed_many, [(letter, i, r, w) for _, letter, i, r, w in planned], sender, certs
-    )
+    sealed = await asyncio.to_thread(_seal_lines, planned, sender, certs)
     rows = prepared_rows(planned, sealed, sender_orgnr=sender_orgnr, batch_id=batch_id)
     await add_letters(session, batch_id, sender_orgnr, rows)
     return [Filled(seq, i, r.channel, r.reason) for seq, _, i, r, _ in planned]

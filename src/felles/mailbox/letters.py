@@ -25,6 +25,7 @@ from enum import StrEnum
 from functools import lru_cache
 
 from cryptography import x509
+from pypdf import PdfReader
 
 from felles.identity import levels
 from felles.mailbox import cms
@@ -280,6 +281,19 @@ def usable_providers(certificates: Mapping[str, str]) -> dict[str, bool]:
     return usable
 
 
+def check_printable(letter: LetterIn) -> None:
+    """Refuse a letter for print whose documents cannot be read as PDFs: `is_pdf` looks
+    only at a file's ends, and printing takes every page of every document."""
+    for index, document in enumerate(letter.documents):
+        try:
+            len(PdfReader(io.BytesIO(document.content)).pages)
+        except Exception:  # a broken file makes pypdf raise all kinds of errors
+            where = "document" if index == 0 else f"attachments[{index - 1}]"
+            raise LetterRefused(
+                f"{where}.content", f"{document.name} cannot be read as a PDF to print"
+            ) from None
+
+
 def seal(
     letter: LetterIn,
     letter_id: str,
@@ -295,6 +309,7 @@ def seal(
     if chosen.channel is Channel.digital:
         return cms.encrypt(package(letter, letter_id, sender), recipient)
     assert reach.postal is not None
+    check_printable(letter)
     printed = print_ready(
         reach.postal,
         sender,

@@ -26,7 +26,12 @@ from felles.registry.models import ContactInfo, Person
 
 
 class UnknownPerson(LookupError):
-    """Nobody in the population register has this number."""
+    """Nobody in the population register has this number; `field` says where it was given
+    (the number itself is not kept: it would show wherever the error is logged)."""
+
+    def __init__(self, field: str = "recipient") -> None:
+        super().__init__(field)
+        self.field = field
 
 
 async def reach(session: AsyncSession, pids: Iterable[str]) -> dict[str, L.Reach]:
@@ -195,7 +200,7 @@ async def send(session: AsyncSession, sender_orgnr: str, letter: L.LetterIn) -> 
     L.check(letter)
     found = (await reach(session, [letter.recipient])).get(letter.recipient)
     if found is None:
-        raise UnknownPerson(letter.recipient)
+        raise UnknownPerson()
     certs = await certificates(session)
     chosen = L.route(found, letter.print_allowed, L.usable_providers(certs))
     letter_id = L.new_id()
