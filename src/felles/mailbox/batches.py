@@ -268,6 +268,7 @@ async def cancel(session: AsyncSession, sender_orgnr: str, batch_id: str) -> Bat
         raise BatchConflict(f"The batch is {batch.status}; only an open batch can be cancelled")
     await session.execute(delete(Letter).where(Letter.batch_id == batch_id))
     batch.status, batch.cancelled_at = "cancelled", datetime.now(UTC)
+    batch.letters = 0  # none are stored any more
     await session.flush()
     await batch_changed(session, batch_id, sender_orgnr, "cancelled", {})
     return BatchRecord.of(batch)
