@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from felles.db import Database
 from felles.events.models import OutboxEvent
 from felles.mailbox import batches
-from felles.mailbox.models import Batch, Letter, LetterContent, Notification
+from felles.mailbox.models import Letter, LetterContent, Notification
 from tests.mailbox.mail import BATCHES, LETTERS, demo_people, letter, pdf, sender
 from tests.mailbox.stored import events_about
 
@@ -78,20 +78,6 @@ async def notifications(db: Database, letter_ids: list[str]) -> list[Notificatio
 
 async def batch_events(db: Database, batch_id: str) -> list[OutboxEvent]:
     return await events_about(db, batch_id)
-
-
-async def release_until_done(db: Database, batch_id: str, limit: int) -> list[int]:
-    """Release chunks (every committed batch's, oldest first) until this one is
-    released; how many letters each call released."""
-    released = []
-    for _ in range(1000):
-        count = await batches.release_some(db, limit=limit)
-        assert count is not None, "a committed batch waits"
-        released.append(count)
-        async with db.session() as session:
-            if (await session.get(Batch, batch_id)).status == "released":  # type: ignore[union-attr]
-                return released
-    raise AssertionError("the batch was never released")
 
 
 async def test_a_batch_from_start_to_release(db: Database, client: httpx.AsyncClient) -> None:
@@ -317,7 +303,7 @@ async def test_release_in_chunks_delivers_each_letter_once(
             assert now[letter_id] == at, "a letter released once is not released again"
         assert len(now) - len(delivered_at) == count, "a chunk is the letters it released"
         assert count <= 5
-        delivered_at = now  # type: ignore[assignment]
+        delivered_at = now
         if count == 0:
             break
     stored = await rows(db, made["id"])

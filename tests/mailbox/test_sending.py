@@ -168,7 +168,7 @@ async def test_a_print_letter_is_sealed_for_the_print_provider(
     address_page = printed.pages[0].extract_text()
     async with db.session() as session:
         person = await session.get(Person, who["reserved"])
-    assert person is not None and person.street in address_page
+    assert person is not None and person.street and person.street in address_page
     with pytest.raises(Exception):  # noqa: B017 - nobody else's key opens it
         await open_sealed(db, settings, "felles", kept.cms)
 

@@ -35,7 +35,7 @@ OPERATIONS = sorted(
     (method, route.path)
     for route in router.routes
     if isinstance(route, APIRoute)
-    for method in route.methods
+    for method in route.methods or ()
 )
 PDF_BASE64 = base64.b64encode(pdf("Fuzzed")).decode()
 
