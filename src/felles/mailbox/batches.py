@@ -102,8 +102,21 @@ async def find(session: AsyncSession, sender_orgnr: str, reference: str) -> Batc
 
 async def _row(session: AsyncSession, sender_orgnr: str, batch_id: str, lock: bool) -> Batch:
     query = select(Batch).where(Batch.id == batch_id, Batch.sender_orgnr == sender_orgnr)
-    if lock and dialect_name(session) == "postgresql":
-        query = query.with_for_update()
+    if lock:
+        # Read it again even if this session has it: a status checked before sealing may
+        # have changed since (a concurrent commit or cancel).
+        query = query.execution_options(populate_existing=True)
+        if dialect_name(session) == "postgresql":
+            query = query.with_for_update()
+        else:
+            # SQLite has no row locks, and reads outside a transaction: a write first
+            # takes the database's write lock, so what is read next holds until commit.
+            await session.execute(
+                update(Batch)
+                .where(Batch.id == batch_id)
+                .values(status=Batch.status)
+                .execution_options(synchronize_session=False)
+            )
     row = await session.scalar(query)
     if row is None:
         raise BatchNotFound(batch_id)
@@ -287,6 +300,12 @@ async def release_some(db: Database, limit: int = RELEASE_CHUNK) -> int | None:
         batch = await session.scalar(query)
         if batch is None:
             return None
+        if dialect_name(session) != "postgresql":
+            # SQLite: another worker may have chosen it too; under the write lock they
+            # take turns, and the second sees what the first released.
+            batch = await _row(session, batch.sender_orgnr, batch.id, lock=True)
+            if batch.status != "committed":
+                return 0
         rows = (
             await session.execute(
                 select(Letter.id, Letter.repeat_after_days)
