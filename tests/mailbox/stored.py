@@ -114,14 +114,22 @@ async def expired_certificate(
             )
 
 
-async def deceased_person(db: Database, seed: int) -> str:
-    """A person who has died, who had Felles' mailbox and an address."""
+async def new_person(
+    db: Database,
+    seed: int,
+    *,
+    deceased: bool = False,
+    email: str | None = None,
+    mobile: str | None = None,
+) -> str:
+    """A new person with Felles' mailbox and an address (who may have died, and may
+    have no e-mail or mobile number in the contact register)."""
     rng = random.Random(seed)
-    born = date(1931, 5, 17)
+    born = date(1931 + seed % 60, 5, 17)
     record: dict[str, Any] = {
         "given_name": "Olav",
         "middle_name": None,
-        "family_name": "Avdød",
+        "family_name": "Testesen",
         "birth_date": born,
         "sex": "M",
         "citizenship": "NO",
@@ -130,7 +138,7 @@ async def deceased_person(db: Database, seed: int) -> str:
         "postal_town": "Oslo",
         "municipality_number": "0301",
         "municipality_name": "Oslo",
-        "deceased_on": date(2024, 2, 1),
+        "deceased_on": date(2024, 2, 1) if deceased else None,
     }
     async with db.session() as session:
         while True:
@@ -139,7 +147,7 @@ async def deceased_person(db: Database, seed: int) -> str:
                 break
         await registry.register_person(session, PersonRecord(pid=pid, **record))
         await registry.set_contact(
-            session, pid, email="olav@example.org", mobile=None, confirmed_on=date(2023, 1, 1)
+            session, pid, email=email, mobile=mobile, confirmed_on=date(2023, 1, 1)
         )
         await registry.set_mailbox(session, pid, provider="felles", address=f"{pid}@felles")
     return pid

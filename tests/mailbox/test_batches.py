@@ -9,7 +9,7 @@ import asyncio
 import base64
 import secrets
 from collections import Counter
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -499,3 +499,36 @@ async def test_the_same_call_twice_at_once(db: Database, client: httpx.AsyncClie
         )
         assert first.status_code == second.status_code == 201
         assert first.json()["id"] == second.json()["id"]
+
+
+async def test_notifications_wait_for_release_and_visibility(
+    db: Database, client: httpx.AsyncClient
+) -> None:
+    who = await demo_people(db)
+    headers = await sender(db, client)
+    made = await new_batch(client, headers)
+    later = datetime.now(UTC).replace(microsecond=0) + timedelta(days=3)
+    body = lines([who["felles"]], repeat_after_days=5)
+    body["letters"] += lines([who["felles"]], start=1, visible_from=later.isoformat())["letters"]
+    body["letters"][1]["repeat_after_days"] = 5
+    filled = await client.post(f"{BATCHES}/{made['id']}/letters", json=body, headers=headers)
+    assert filled.status_code == 200, filled.text
+    await client.post(f"{BATCHES}/{made['id']}/commit", headers=headers)
+    released_after = datetime.now(UTC)
+    await batches.release_all(db)
+    now_letter, later_letter = await rows(db, made["id"])
+
+    def dues(letter_id: str, notes: list[Notification]) -> list[datetime]:
+        return sorted(
+            {
+                n.due_at if n.due_at.tzinfo else n.due_at.replace(tzinfo=UTC)
+                for n in notes
+                if n.letter_id == letter_id
+            }
+        )
+
+    notes = await notifications(db, [now_letter.id, later_letter.id])
+    first, reminder = dues(now_letter.id, notes)
+    assert first >= released_after, "told when released, not when the batch was filled"
+    assert reminder - first == timedelta(days=5)
+    assert dues(later_letter.id, notes) == [later, later + timedelta(days=5)]

@@ -23,10 +23,10 @@ from felles.registry import service as registry
 from felles.registry.models import Person
 from tests.mailbox.mail import LETTERS, demo_people, letter, pdf, sender
 from tests.mailbox.stored import (
-    deceased_person,
     events_about,
     expired_certificate,
     letter_count,
+    new_person,
     open_sealed,
     stored,
 )
@@ -108,7 +108,7 @@ async def test_channels(
 
 
 async def test_a_deceased_person_gets_no_letter(db: Database, client: httpx.AsyncClient) -> None:
-    dead = await deceased_person(db, seed=1)
+    dead = await new_person(db, seed=1, deceased=True, email="olav@example.org")
     answer = await client.post(LETTERS, json=letter(dead), headers=await sender(db, client))
     assert answer.status_code == 201, answer.text
     assert answer.json() | {"id": None} == {
@@ -514,3 +514,28 @@ async def test_a_printed_title_with_typographic_characters(
     body = letter(who["reserved"], title="Vedtak – bostøtte “2026” …")
     answer = await client.post(LETTERS, json=body, headers=await sender(db, client))
     assert answer.status_code == 201, answer.text
+
+
+async def test_who_is_told_and_when(db: Database, client: httpx.AsyncClient) -> None:
+    headers = await sender(db, client)
+    both = await new_person(db, seed=2, email="kari@example.org", mobile="+4791234567")
+    unreachable = await new_person(db, seed=3)
+
+    async def sent_to(pid: str, **fields: Any) -> Any:
+        answer = await client.post(LETTERS, json=letter(pid, **fields), headers=headers)
+        assert answer.status_code == 201, answer.text
+        return await stored(db, answer.json()["id"])
+
+    told = await sent_to(both, repeat_after_days=14)
+    assert sorted((n.channel, n.repetition) for n in told.notifications) == [
+        ("email", 0), ("email", 1), ("sms", 0), ("sms", 1)
+    ]  # fmt: skip
+    first, reminder = sorted({n.due_at for n in told.notifications})
+    assert reminder - first == timedelta(days=14)
+    once = await sent_to(both, repeat_after_days=None)
+    assert sorted(n.repetition for n in once.notifications) == [0, 0]
+    assert (await sent_to(both, notify=False)).notifications == []
+    nobody = await sent_to(unreachable)
+    assert nobody.notifications == [] and nobody.letter.notification_failed
+    status = await client.get(f"{LETTERS}/{nobody.letter.id}", headers=headers)
+    assert status.json()["notification_failed"] is True
