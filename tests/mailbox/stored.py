@@ -121,9 +121,12 @@ async def new_person(
     deceased: bool = False,
     email: str | None = None,
     mobile: str | None = None,
+    registered: bool = True,
+    address: bool = True,
 ) -> str:
-    """A new person with Felles' mailbox and an address (who may have died, and may
-    have no e-mail or mobile number in the contact register)."""
+    """A new person with Felles' mailbox and an address (who may have died, may have no
+    e-mail or mobile number, may not be in the contact register at all or have no
+    address)."""
     rng = random.Random(seed)
     born = date(1931 + seed % 60, 5, 17)
     record: dict[str, Any] = {
@@ -133,9 +136,9 @@ async def new_person(
         "birth_date": born,
         "sex": "M",
         "citizenship": "NO",
-        "street": "Kirkegata 1",
-        "postal_code": "0153",
-        "postal_town": "Oslo",
+        "street": "Kirkegata 1" if address else None,
+        "postal_code": "0153" if address else None,
+        "postal_town": "Oslo" if address else None,
         "municipality_number": "0301",
         "municipality_name": "Oslo",
         "deceased_on": date(2024, 2, 1) if deceased else None,
@@ -146,6 +149,8 @@ async def new_person(
             if await session.get(Person, pid) is None:
                 break
         await registry.register_person(session, PersonRecord(pid=pid, **record))
+        if not registered:
+            return pid
         await registry.set_contact(
             session, pid, email=email, mobile=mobile, confirmed_on=date(2023, 1, 1)
         )

@@ -121,6 +121,15 @@ async def test_a_deceased_person_gets_no_letter(db: Database, client: httpx.Asyn
     assert kept.cms is None and kept.notifications == []
 
 
+async def test_nobody_to_post_it_to(db: Database, client: httpx.AsyncClient) -> None:
+    homeless = await new_person(db, seed=4, registered=False, address=False)
+    headers = await sender(db, client)
+    answer = await client.post(LETTERS, json=letter(homeless), headers=headers)
+    assert (answer.json()["channel"], answer.json()["reason"]) == ("none", "no_address")
+    answer = await client.post(LETTERS, json=letter(homeless, print_allowed=False), headers=headers)
+    assert (answer.json()["channel"], answer.json()["reason"]) == ("none", "not_registered")
+
+
 async def test_a_digital_letter_opens_to_exactly_what_was_sent(
     db: Database, client: httpx.AsyncClient, settings: Settings
 ) -> None:
@@ -423,6 +432,24 @@ async def test_an_expired_provider_certificate(
     }
     after = await client.post(LETTERS, json=letter(who["felles"]), headers=headers)
     assert after.json()["channel"] == "digital", "a renewed certificate is used again"
+
+
+async def test_an_expired_print_certificate(
+    db: Database, client: httpx.AsyncClient, settings: Settings
+) -> None:
+    """Nobody can post it now: the letter fails for that reason, not the person's."""
+    who = await demo_people(db)
+    headers = await sender(db, client)
+    async with expired_certificate(db, settings, "print"):
+        answer = await client.post(LETTERS, json=letter(who["reserved"]), headers=headers)
+        digital = await client.post(LETTERS, json=letter(who["felles"]), headers=headers)
+    assert answer.json() | {"id": None} == {
+        "id": None,
+        "channel": "none",
+        "reason": "certificate_expired",
+        "status": "failed",
+    }
+    assert digital.json()["channel"] == "digital"
 
 
 async def test_tokens(db: Database, client: httpx.AsyncClient) -> None:

@@ -196,8 +196,10 @@ def route(reach: Reach, print_allowed: bool, usable: Mapping[str, bool]) -> Rout
         return Route(Channel.digital, None, reach.provider, reach.mailbox_address)
     if not print_allowed:
         return Route(Channel.none, reason)
-    if reach.postal is None or not usable.get(PRINT_PROVIDER, False):
-        return Route(Channel.none, Reason.no_address if reach.postal is None else reason)
+    if reach.postal is None:
+        return Route(Channel.none, Reason.no_address)
+    if not usable.get(PRINT_PROVIDER, False):  # nobody can post it now: that is why
+        return Route(Channel.none, Reason.certificate_expired)
     return Route(Channel.print, reason, PRINT_PROVIDER)
 
 
