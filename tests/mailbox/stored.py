@@ -1,5 +1,6 @@
 """What sending left in the database, read back the way only the provider could: the
-letter's row, its sealed content opened with the provider's own key, its events."""
+letter's row, its sealed content opened with the provider's own key, its events; and
+the problem documents and people the sending tests share."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+import httpx
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from sqlalchemy import func, select, update
@@ -23,6 +25,20 @@ from felles.registry import service as registry
 from felles.registry.models import Person
 from felles.registry.numbers import synthetic_pid
 from felles.registry.schemas import PersonRecord
+
+NOT_IN_REGISTER = "01010012356"  # valid check digits, nobody in the demo country
+BAD_CHECK_DIGITS = "01010012357"
+PNG = bytes.fromhex("89504e470d0a1a0a0000000d49484452") + b"\x00" * 64
+
+
+def problem_of(answer: httpx.Response, status: int, slug: str, field: str | None = None) -> None:
+    """An RFC 9457 problem document of this type, naming `field` among its errors."""
+    assert answer.status_code == status, answer.text
+    assert answer.headers["content-type"].startswith("application/problem+json")
+    body = answer.json()
+    assert body["type"] == f"/problems/{slug}", body
+    if field is not None:
+        assert field in [e["field"] for e in body.get("errors") or []], body
 
 
 async def ensure_providers(db: Database, settings: Settings) -> None:

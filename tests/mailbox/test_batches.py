@@ -21,20 +21,13 @@ from felles.events.models import OutboxEvent
 from felles.mailbox import batches
 from felles.mailbox.models import Letter, LetterContent, Notification
 from tests.mailbox.mail import BATCHES, LETTERS, demo_people, letter, pdf, sender
-from tests.mailbox.stored import events_about
-
-PNG = bytes.fromhex("89504e470d0a1a0a0000000d49484452") + b"\x00" * 64
-NOT_IN_REGISTER = "01010012356"
-BAD_CHECK_DIGITS = "01010012357"
-
-
-def problem_of(answer: httpx.Response, status: int, slug: str, field: str | None = None) -> None:
-    assert answer.status_code == status, answer.text
-    assert answer.headers["content-type"].startswith("application/problem+json")
-    body = answer.json()
-    assert body["type"] == f"/problems/{slug}", body
-    if field is not None:
-        assert field in [e["field"] for e in body.get("errors") or []], body
+from tests.mailbox.stored import (
+    BAD_CHECK_DIGITS,
+    NOT_IN_REGISTER,
+    PNG,
+    events_about,
+    problem_of,
+)
 
 
 def lines(people: list[str], start: int = 0, **fields: Any) -> dict[str, Any]:
