@@ -114,7 +114,9 @@ class LetterIn(BaseModel):
     print_allowed: bool = Field(
         True, description="Send on paper to people without a digital mailbox"
     )
-    visible_from: datetime | None = Field(None, description="Not shown before this time")
+    visible_from: datetime | None = Field(
+        None, description="Not shown before this time (with its offset; at most a year ahead)"
+    )
 
 
 class Sent(BaseModel):
