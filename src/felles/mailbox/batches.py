@@ -26,7 +26,16 @@ from felles.db import Database, dialect_name
 from felles.mailbox import letters as L
 from felles.mailbox.mailbox_events import batch_changed
 from felles.mailbox.models import Batch, Letter, Notification
-from felles.mailbox.sending import Prepared, certificates, prepare, reach, sender_name, store_many
+from felles.mailbox.sending import (
+    Prepared,
+    UnknownPerson,
+    certificates,
+    prepare,
+    reach,
+    sender_name,
+    store_many,
+    utc,
+)
 
 RELEASE_CHUNK = 5_000
 MAX_LETTERS_PER_CALL = 1_000
@@ -58,10 +67,10 @@ class BatchRecord:
             row.reference,
             row.status,
             row.letters,
-            row.created_at,
-            row.committed_at,
-            row.released_at,
-            row.cancelled_at,
+            row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC),
+            utc(row.committed_at),
+            utc(row.released_at),
+            utc(row.cancelled_at),
         )
 
 
@@ -93,8 +102,21 @@ async def find(session: AsyncSession, sender_orgnr: str, reference: str) -> Batc
 
 async def _row(session: AsyncSession, sender_orgnr: str, batch_id: str, lock: bool) -> Batch:
     query = select(Batch).where(Batch.id == batch_id, Batch.sender_orgnr == sender_orgnr)
-    if lock and dialect_name(session) == "postgresql":
-        query = query.with_for_update()
+    if lock:
+        # Read it again even if this session has it: a status checked before sealing may
+        # have changed since (a concurrent commit or cancel).
+        query = query.execution_options(populate_existing=True)
+        if dialect_name(session) == "postgresql":
+            query = query.with_for_update()
+        else:
+            # SQLite has no row locks, and reads outside a transaction: a write first
+            # takes the database's write lock, so what is read next holds until commit.
+            await session.execute(
+                update(Batch)
+                .where(Batch.id == batch_id)
+                .values(status=Batch.status)
+                .execution_options(synchronize_session=False)
+            )
     row = await session.scalar(query)
     if row is None:
         raise BatchNotFound(batch_id)
@@ -197,6 +219,21 @@ async def add_letters(
     )
 
 
+def _seal_lines(
+    planned: Sequence[tuple[int, L.LetterIn, str, L.Route, L.Reach]],
+    sender: str,
+    certs: dict[str, str],
+) -> list[bytes | None]:
+    """`L.seal` for each line; a letter that cannot be sealed is refused by its line."""
+    sealed = []
+    for seq, letter, letter_id, chosen, who in planned:
+        try:
+            sealed.append(L.seal(letter, letter_id, chosen, who, sender, certs))
+        except L.LetterRefused as refused:
+            raise L.LetterRefused(f"letters[{seq}].{refused.field}", refused.message) from None
+    return sealed
+
+
 async def fill(
     session: AsyncSession,
     sender_orgnr: str,
@@ -215,11 +252,9 @@ async def fill(
             raise L.LetterRefused(f"letters[{seq}].{refused.field}", refused.message) from None
     planned, certs, unknown = await plan(session, items)
     if unknown:
-        raise L.LetterRefused(f"letters[{unknown[0]}].recipient", "Nobody has this number")
+        raise UnknownPerson(f"letters[{unknown[0]}].recipient")
     sender = await sender_name(session, sender_orgnr)
-    sealed = await asyncio.to_thread(
-        L.sealed_many, [(letter, i, r, w) for _, letter, i, r, w in planned], sender, certs
-    )
+    sealed = await asyncio.to_thread(_seal_lines, planned, sender, certs)
     rows = prepared_rows(planned, sealed, sender_orgnr=sender_orgnr, batch_id=batch_id)
     await add_letters(session, batch_id, sender_orgnr, rows)
     return [Filled(seq, i, r.channel, r.reason) for seq, _, i, r, _ in planned]
@@ -247,6 +282,7 @@ async def cancel(session: AsyncSession, sender_orgnr: str, batch_id: str) -> Bat
         raise BatchConflict(f"The batch is {batch.status}; only an open batch can be cancelled")
     await session.execute(delete(Letter).where(Letter.batch_id == batch_id))
     batch.status, batch.cancelled_at = "cancelled", datetime.now(UTC)
+    batch.letters = 0  # none are stored any more
     await session.flush()
     await batch_changed(session, batch_id, sender_orgnr, "cancelled", {})
     return BatchRecord.of(batch)
@@ -265,6 +301,12 @@ async def release_some(db: Database, limit: int = RELEASE_CHUNK) -> int | None:
         batch = await session.scalar(query)
         if batch is None:
             return None
+        if dialect_name(session) != "postgresql":
+            # SQLite: another worker may have chosen it too; under the write lock they
+            # take turns, and the second sees what the first released.
+            batch = await _row(session, batch.sender_orgnr, batch.id, lock=True)
+            if batch.status != "committed":
+                return 0
         rows = (
             await session.execute(
                 select(Letter.id, Letter.repeat_after_days)

@@ -246,10 +246,14 @@ async def _store_all(
     async def store_in_order() -> None:
         while (item := await queue.get()) is not None:
             planned, sealing, read = item
-            sealed = await sealing
-            rows = batches.prepared_rows(
-                planned, sealed, sender_orgnr=sender_orgnr, batch_id=batch_id
-            )
+            kept, sealed = [], []
+            for plan, blob in zip(planned, await sealing, strict=True):
+                if isinstance(blob, L.LetterRefused):
+                    refuse(plan[0], f"{blob.field}: {blob.message}")
+                else:
+                    kept.append(plan)
+                    sealed.append(blob)
+            rows = batches.prepared_rows(kept, sealed, sender_orgnr=sender_orgnr, batch_id=batch_id)
             async with db.session() as session:
                 await batches.add_letters(session, batch_id, sender_orgnr, rows)
             outcome.stored += len(rows)
@@ -277,7 +281,7 @@ async def _store_all(
             storing.cancel()
 
 
-Sealed = list[bytes | None]
+Sealed = list[bytes | L.LetterRefused | None]
 
 
 async def _put(queue: asyncio.Queue[Any], item: Any, storing: asyncio.Task[None]) -> None:

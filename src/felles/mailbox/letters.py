@@ -22,11 +22,12 @@ import uuid
 import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from functools import lru_cache
 
 from cryptography import x509
+from pypdf import PdfReader
 
 from felles.identity import levels
 from felles.mailbox import cms
@@ -38,6 +39,7 @@ MAX_ATTACHMENTS = 20
 MAX_TITLE = 200
 MAX_NAME = 100
 MAX_REPEAT_DAYS = 60
+MAX_VISIBLE_AHEAD = timedelta(days=366)  # a letter may be held back up to a year
 SENSITIVITY_LEVELS = {"normal": levels.SUBSTANTIAL, "sensitive": levels.HIGH}
 DOCUMENT_TYPES = {"application/pdf"}
 
@@ -124,6 +126,11 @@ def check(letter: LetterIn) -> None:
         raise LetterRefused(
             "repeat_after_days", f"A reminder comes after 1 to {MAX_REPEAT_DAYS} days"
         )
+    if letter.visible_from is not None and (
+        letter.visible_from.tzinfo is None
+        or letter.visible_from > datetime.now(UTC) + MAX_VISIBLE_AHEAD
+    ):
+        raise LetterRefused("visible_from", "A time with its time zone, at most a year from now")
     if len(letter.attachments) > MAX_ATTACHMENTS:
         raise LetterRefused("attachments", f"At most {MAX_ATTACHMENTS} attachments")
     total = 0
@@ -191,8 +198,10 @@ def route(reach: Reach, print_allowed: bool, usable: Mapping[str, bool]) -> Rout
         return Route(Channel.digital, None, reach.provider, reach.mailbox_address)
     if not print_allowed:
         return Route(Channel.none, reason)
-    if reach.postal is None or not usable.get(PRINT_PROVIDER, False):
-        return Route(Channel.none, Reason.no_address if reach.postal is None else reason)
+    if reach.postal is None:
+        return Route(Channel.none, Reason.no_address)
+    if not usable.get(PRINT_PROVIDER, False):  # nobody can post it now: that is why
+        return Route(Channel.none, Reason.certificate_expired)
     return Route(Channel.print, reason, PRINT_PROVIDER)
 
 
@@ -305,6 +314,19 @@ def usable_providers(certificates: Mapping[str, str]) -> dict[str, bool]:
     return usable
 
 
+def check_printable(letter: LetterIn) -> None:
+    """Refuse a letter for print whose documents cannot be read as PDFs: `is_pdf` looks
+    only at a file's ends, and printing takes every page of every document."""
+    for index, document in enumerate(letter.documents):
+        try:
+            len(PdfReader(io.BytesIO(document.content)).pages)
+        except Exception:  # a broken file makes pypdf raise all kinds of errors
+            where = "document" if index == 0 else f"attachments[{index - 1}]"
+            raise LetterRefused(
+                f"{where}.content", f"{document.name} cannot be read as a PDF to print"
+            ) from None
+
+
 def seal(
     letter: LetterIn,
     letter_id: str,
@@ -318,7 +340,10 @@ def seal(
     if chosen.channel is Channel.none or chosen.provider is None:
         return None
     recipient = recipient_for(certificates[chosen.provider])
-    postal = reach.postal if chosen.channel is Channel.print else None
+    postal = None
+    if chosen.channel is Channel.print:
+        check_printable(letter)
+        postal = reach.postal
     return cms.encrypt(package(letter, letter_id, sender, postal), recipient)
 
 
@@ -334,9 +359,14 @@ def sealed_many(
     items: Sequence[tuple[LetterIn, str, Route, Reach]],
     sender: str,
     certificates: Mapping[str, str],
-) -> list[bytes | None]:
-    """`seal` for a chunk of letters: what a worker process runs for bulk mailings."""
-    return [
-        seal(letter, letter_id, chosen, reach, sender, certificates)
-        for letter, letter_id, chosen, reach in items
-    ]
+) -> list[bytes | LetterRefused | None]:
+    """`seal` for a chunk of letters: what a worker process runs for bulk mailings. A
+    letter that cannot be sealed gives its refusal in its place, so one bad letter
+    does not stop the chunk."""
+    sealed: list[bytes | LetterRefused | None] = []
+    for letter, letter_id, chosen, reach in items:
+        try:
+            sealed.append(seal(letter, letter_id, chosen, reach, sender, certificates))
+        except LetterRefused as refused:
+            sealed.append(refused)
+    return sealed

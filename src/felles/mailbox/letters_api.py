@@ -36,6 +36,8 @@ ID_PATTERN = r"^[0-9a-f-]{36}$"
 # A letter's documents may be 10 MB; base64 adds a third, JSON a little.
 LETTER_BODY_BYTES = 14_500_000
 BATCH_BODY_BYTES = 64_000_000
+# Shown or kept as text: no control characters (PostgreSQL refuses NUL in text outright).
+NO_CONTROLS = r"^[^\x00-\x1f\x7f]*$"
 UPLOAD_PATHS = (
     (re.compile(r"^/api/mailbox/v1/letters$"), LETTER_BODY_BYTES),
     (re.compile(r"^/api/mailbox/v1/batches/[0-9a-f-]{36}/letters$"), BATCH_BODY_BYTES),
@@ -77,7 +79,9 @@ BatchId = Annotated[str, Path(pattern=ID_PATTERN, description="The batch's id")]
 class DocumentIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=L.MAX_NAME, description="File name, shown")
+    name: str = Field(
+        min_length=1, max_length=L.MAX_NAME, pattern=NO_CONTROLS, description="File name, shown"
+    )
     type: Literal["application/pdf"] = Field("application/pdf", description="Only PDF")
     content_base64: str = Field(description="The file's bytes in base64 (RFC 4648 section 4)")
 
@@ -86,12 +90,16 @@ class LetterIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     recipient: str = Field(description="The person's national identity number (11 digits)")
-    title: str = Field(min_length=1, max_length=L.MAX_TITLE, description="Shown in the inbox")
+    title: str = Field(
+        min_length=1, max_length=L.MAX_TITLE, pattern=NO_CONTROLS, description="Shown in the inbox"
+    )
     document: DocumentIn = Field(description="The letter itself (PDF)")
     attachments: list[DocumentIn] = Field(
         default_factory=list, max_length=L.MAX_ATTACHMENTS, description="More PDFs"
     )
-    sender_ref: str | None = Field(None, max_length=200, description="Your own reference")
+    sender_ref: str | None = Field(
+        None, max_length=200, pattern=NO_CONTROLS, description="Your own reference"
+    )
     sensitivity: Literal["normal", "sensitive"] = Field(
         "normal",
         description="`sensitive` needs login at level high to open; `normal` substantial",
@@ -106,7 +114,9 @@ class LetterIn(BaseModel):
     print_allowed: bool = Field(
         True, description="Send on paper to people without a digital mailbox"
     )
-    visible_from: datetime | None = Field(None, description="Not shown before this time")
+    visible_from: datetime | None = Field(
+        None, description="Not shown before this time (with its offset; at most a year ahead)"
+    )
 
 
 class Sent(BaseModel):
@@ -139,7 +149,10 @@ class BatchIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     reference: str = Field(
-        min_length=1, max_length=200, description="Your own name for it, unique among yours"
+        min_length=1,
+        max_length=200,
+        pattern=NO_CONTROLS,
+        description="Your own name for it, unique among yours",
     )
 
 
@@ -218,12 +231,14 @@ def _as_problems() -> Iterator[None]:
     try:
         yield
     except L.LetterRefused as refused:
-        raise ProblemError("validation", refused.message, field=refused.field) from None
-    except UnknownPerson:
+        # The domain names a document's bytes `content`; the sender sent `content_base64`.
+        field = re.sub(r"\.content$", ".content_base64", refused.field)
+        raise ProblemError("validation", refused.message, field=field) from None
+    except UnknownPerson as unknown:
         raise ProblemError(
             "unknown-recipient",
             "Nobody in the population register has this number",
-            field="recipient",
+            field=unknown.field,
         ) from None
     except batches.BatchNotFound:
         raise ProblemError("not-found", "You have no batch with this id") from None

@@ -30,7 +30,12 @@ _NOTIFICATIONS = cast(Table, Notification.__table__)
 
 
 class UnknownPerson(LookupError):
-    """Nobody in the population register has this number."""
+    """Nobody in the population register has this number; `field` says where it was given
+    (the number itself is not kept: it would show wherever the error is logged)."""
+
+    def __init__(self, field: str = "recipient") -> None:
+        super().__init__(field)
+        self.field = field
 
 
 async def reach(session: AsyncSession, pids: Iterable[str]) -> dict[str, L.Reach]:
@@ -128,7 +133,8 @@ def prepare(
 ) -> Prepared:
     """The rows of one letter. In a batch it waits (`accepted`, notifications `held`)
     until the batch is released; otherwise it is delivered now."""
-    visible_from = max(letter.visible_from or now, now)
+    # In UTC: SQLite keeps a time without its offset.
+    visible_from = max(letter.visible_from or now, now).astimezone(UTC)
     status = (
         L.Status.accepted if batch_id and chosen.status is L.Status.delivered else chosen.status
     )
@@ -198,7 +204,7 @@ async def send(session: AsyncSession, sender_orgnr: str, letter: L.LetterIn) -> 
     L.check(letter)
     found = (await reach(session, [letter.recipient])).get(letter.recipient)
     if found is None:
-        raise UnknownPerson(letter.recipient)
+        raise UnknownPerson()
     certs = await certificates(session)
     chosen = L.route(found, letter.print_allowed, L.usable_providers(certs))
     letter_id = L.new_id()
@@ -230,6 +236,13 @@ async def store_many(session: AsyncSession, prepared: Sequence[Prepared]) -> Non
         await session.execute(insert(_NOTIFICATIONS), notifications)
 
 
+def utc(value: datetime | None) -> datetime | None:
+    """A stored time as UTC (SQLite gives it back without its zone)."""
+    if value is None:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
 def public_status(row: Mapping[str, Any]) -> dict[str, Any]:
     """What a sender may know of a letter (no content, no contact details)."""
     return {
@@ -240,10 +253,10 @@ def public_status(row: Mapping[str, Any]) -> dict[str, Any]:
         "reason": row["reason"],
         "status": row["status"],
         "notification_failed": row["notification_failed"],
-        "created_at": row["created_at"],
-        "delivered_at": row["delivered_at"],
-        "notified_at": row["notified_at"],
-        "opened_at": row["opened_at"],
-        "printed_at": row["printed_at"],
-        "failed_at": row["failed_at"],
+        "created_at": utc(row["created_at"]),
+        "delivered_at": utc(row["delivered_at"]),
+        "notified_at": utc(row["notified_at"]),
+        "opened_at": utc(row["opened_at"]),
+        "printed_at": utc(row["printed_at"]),
+        "failed_at": utc(row["failed_at"]),
     }
