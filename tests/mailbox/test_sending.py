@@ -19,6 +19,7 @@ from felles.config import Settings
 from felles.db import Database
 from felles.mailbox import letters as L
 from felles.mailbox.letters_api import LETTER_BODY_BYTES
+from felles.mailbox.print_pdf import PostalAddress, address_page
 from felles.registry import service as registry
 from felles.registry.models import Person
 from tests.mailbox.mail import LETTERS, demo_people, letter, pdf, sender
@@ -518,19 +519,17 @@ async def test_what_cannot_be_stored_or_printed(db: Database, client: httpx.Asyn
     assert (await client.post(LETTERS, json=digital, headers=headers)).status_code == 201
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="print_pdf.address_page uses fpdf2's core font as Latin-1: a title (or name, "
-    "address) with a cp1252 character such as an en dash is a server error; it needs "
-    "`pdf.core_fonts_encoding = 'cp1252'` as the portal's receipts have",
-)
 async def test_a_printed_title_with_typographic_characters(
     db: Database, client: httpx.AsyncClient
 ) -> None:
     who = await demo_people(db)
-    body = letter(who["reserved"], title="Vedtak – bostøtte “2026” …")
+    title = "Vedtak – bostøtte “2026” …"
+    body = letter(who["reserved"], title=title)
     answer = await client.post(LETTERS, json=body, headers=await sender(db, client))
     assert answer.status_code == 201, answer.text
+    address = PostalAddress("Åse Øvrebø–Lie", "Storgata 1", "0155", "OSLO")
+    page = address_page(address, "Arbeids- og velferdsetaten", title, "ref “1”")
+    assert PdfReader(io.BytesIO(page)).pages[0].extract_text().count("–") >= 2
 
 
 async def test_who_is_told_and_when(db: Database, client: httpx.AsyncClient) -> None:

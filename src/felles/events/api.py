@@ -182,7 +182,8 @@ def router_for(prefix: str, scope: str, type_prefix: str, tag: str) -> APIRouter
         request: Request,
         caller: Agency,
         after: Annotated[
-            int, Query(ge=0, description="Events after this `seq` (0: from the start).")
+            int,
+            Query(ge=0, le=2**63 - 1, description="Events after this `seq` (0: from the start)."),
         ] = 0,
         type: Annotated[
             list[str] | None,

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from fpdf import FPDF
 from pypdf import PdfReader, PdfWriter
 
-from felles.portal.receipt_pdf import printable
+from felles.portal.receipt_pdf import ENCODING, printable
 
 FONT = "Helvetica"
 
@@ -33,6 +33,7 @@ class PostalAddress:
 def address_page(address: PostalAddress, sender: str, title: str, reference: str) -> bytes:
     """One A4 page: the address in the envelope window, who sent it and what it is."""
     pdf = FPDF(unit="mm", format="A4")
+    pdf.core_fonts_encoding = ENCODING  # –, “ ” and … show, as on the portal's receipts
     pdf.set_auto_page_break(False)
     pdf.set_creator("Felles")
     pdf.set_title(printable(title))
