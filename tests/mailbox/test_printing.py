@@ -327,27 +327,24 @@ async def test_letters_held_back_wait_outside_the_queue(
     assert done.status_code == 200 and await printed_events(db, in_batch["id"]) == 1
 
 
-async def test_a_letter_that_cannot_be_printed_is_a_problem_not_a_crash(
-    db: Database, client: httpx.AsyncClient, provider: dict[str, str], nav: dict[str, str]
+async def test_a_letter_that_cannot_be_printed_is_refused_when_sent(
+    db: Database, client: httpx.AsyncClient, nav: dict[str, str]
 ) -> None:
-    """A file that looks like a PDF (header and end marker) but is none gets past sending;
-    making its print document fails, and says so."""
+    """A file that looks like a PDF (header and end marker) but is none is refused when
+    it would go to print, not found out when the print provider fetches it; and a stored
+    letter that cannot be made printable is an `Unprintable` error, not a crash."""
     pid = (await demo_people(db))["reserved"]
     broken = letter(pid)
     broken["document"]["content_base64"] = base64.b64encode(
         b"%PDF-1.7\nnot really a PDF\n%%EOF\n"
     ).decode()
     sent = await client.post(LETTERS, json=broken, headers=nav)
-    assert sent.status_code == 201 and sent.json()["channel"] == "print"
-    letter_id = sent.json()["id"]
-    fetched = await client.get(f"{PRINT}/letters/{letter_id}/document", headers=provider)
-    assert fetched.status_code == 500
-    assert fetched.json()["type"] == "/problems/internal"
-    assert "print document" in fetched.json()["detail"]
-    async with db.session() as session:
-        row = await session.get(Letter, letter_id)
-        assert row is not None and row.status == "delivered"  # still waiting, nothing lost
-    await client.post(f"{PRINT}/letters/{letter_id}/printed", headers=provider)
+    assert sent.status_code == 422, sent.text
+    assert sent.json()["errors"][0]["field"] == "document.content_base64"
+    key, certificate = make_test_recipient("Felles print and post")
+    pem = certificate.public_bytes(serialization.Encoding.PEM).decode()
+    with pytest.raises(printing.Unprintable):
+        printing.print_document(b"not CMS at all", key, pem)
 
 
 def test_letters_sealed_before_a_certificate_renewal_still_open(tmp_path: Path) -> None:

@@ -164,7 +164,8 @@ async def test_a_print_letter_is_sealed_for_the_print_provider(
     assert answer.json()["channel"] == "print", answer.text
     kept = await stored(db, answer.json()["id"])
     assert kept.cms is not None
-    printed = PdfReader(io.BytesIO(await open_sealed(db, settings, "print", kept.cms)))
+    package = L.unpack(await open_sealed(db, settings, "print", kept.cms))
+    printed = PdfReader(io.BytesIO(L.print_document(package)))
     assert len(printed.pages) == 1 + 1 + 2, "an address page, then every document's pages"
     address_page = printed.pages[0].extract_text()
     async with db.session() as session:
