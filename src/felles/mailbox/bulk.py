@@ -188,6 +188,8 @@ async def send_lines(
         async with db.session() as session:
             outcome.status = (await batches.commit(session, sender_orgnr, batch.id)).status
     if release:
+        async with db.session() as session:
+            progress("to_release", (await batches.get(session, sender_orgnr, batch.id)).letters)
         while (released := await batches.release_some(db)) is not None:
             outcome.released += released
             progress("released", released)

@@ -73,6 +73,8 @@ def send_batch(
             def progress(phase: str, n: int) -> None:
                 if phase in ("skipped", "stored"):
                     bar.advance(storing, n)
+                elif phase == "to_release":
+                    bar.update(releasing, total=n)
                 elif phase == "released":
                     bar.update(releasing, visible=True)
                     bar.advance(releasing, n)
@@ -199,3 +201,43 @@ def demo_people() -> None:
     for row in run(with_database(settings(), work)):
         table.add_row(*row)
     Console().print(table)
+
+
+def example_mailing(
+    out: Annotated[Path, typer.Argument(help="The JSON Lines file to write.")],
+    letters: Annotated[int, typer.Option(min=1, max=100_000_000, help="How many.")] = 1000,
+    document: Annotated[Path, typer.Option(help="The PDF every letter carries (by path).")] = Path(
+        "docs/examples/letter.pdf"
+    ),
+) -> None:
+    """Write a mailing for `send-batch` to try: letters to the demo country's people in
+    turn, each with the same PDF by path."""
+    import json
+    import os
+
+    from sqlalchemy import select
+
+    from felles.registry.models import Person
+
+    async def work(db: Database) -> list[str]:
+        async with db.session() as session:
+            return list(
+                await session.scalars(
+                    select(Person.pid).where(Person.deceased_on.is_(None)).order_by(Person.pid)
+                )
+            )
+
+    pids = run(with_database(settings(), work))
+    if not pids:
+        fail("The population register is empty: run `felles demo seed` first")
+    path = os.path.relpath(document.resolve(), out.resolve().parent)
+    with out.open("w", encoding="utf-8") as lines:
+        for n in range(letters):
+            line = {
+                "recipient": pids[n % len(pids)],
+                "title": "Vedtak om bostøtte",
+                "sender_ref": f"example-{n}",
+                "document": {"name": document.name, "path": path},
+            }
+            lines.write(json.dumps(line, ensure_ascii=False) + "\n")
+    err.print(f"Wrote {letters:,} letters to {out}", highlight=False)
