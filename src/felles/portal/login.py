@@ -17,7 +17,7 @@ from joserfc.errors import JoseError
 from felles.identity import levels
 from felles.identity.service import s256
 from felles.portal.models import PartyKind
-from felles.portal.runtime import PORTAL_CLIENT_ID, PortalRuntime, portal
+from felles.portal.runtime import PortalRuntime, portal
 from felles.portal.session import ABSOLUTE, COOKIE, Party, PortalSession
 from felles.web.pages import safe_next
 from felles.web.templating import request_language
@@ -71,7 +71,7 @@ async def start(
     nonce = secrets.token_urlsafe(16)
     wanted = acr if acr in levels.LEVELS else levels.SUBSTANTIAL
     params = {
-        "client_id": PORTAL_CLIENT_ID,
+        "client_id": rt.client_id,
         "response_type": "code",
         "scope": "openid profile",
         "redirect_uri": rt.redirect_uri,
@@ -133,7 +133,7 @@ async def _finish_login(
                 "redirect_uri": rt.redirect_uri,
                 "code_verifier": state["v"],
             },
-            auth=(PORTAL_CLIENT_ID, rt.client_secret),
+            auth=(rt.client_id, rt.client_secret),
         )
         if tokens.status_code != 200:
             raise LoginFailed("token")
@@ -175,7 +175,7 @@ async def _verified_id_token(
     now = time.time()
     if (
         claims.get("iss") != rt.settings.issuer
-        or claims.get("aud") not in (PORTAL_CLIENT_ID, [PORTAL_CLIENT_ID])
+        or claims.get("aud") not in (rt.client_id, [rt.client_id])
         or claims.get("nonce") != state["n"]
         or float(claims.get("exp", 0)) < now - 30
         or not isinstance(claims.get("pid"), str)

@@ -24,6 +24,15 @@ from felles.portal import receipts
 from felles.portal.session import SessionSealer
 
 PORTAL_CLIENT_ID = "felles-portal"
+
+
+def client_id_for(base_url: str) -> str:
+    """The portal's client id at one address. Each address the portal answers at is a
+    client of its own, so portals at several addresses on one database (a test's live
+    server beside its in-process app, a staging host) never overwrite each other's
+    redirect addresses; the sector identifier keeps people's subject ids the same."""
+    digest = hashlib.sha256(base_url.rstrip("/").encode()).hexdigest()[:10]
+    return f"{PORTAL_CLIENT_ID}-{digest}"
 JWKS_SECONDS = 300
 
 
@@ -73,6 +82,10 @@ class PortalRuntime:
         return self.settings.base_url
 
     @property
+    def client_id(self) -> str:
+        return client_id_for(self.base_url)
+
+    @property
     def redirect_uri(self) -> str:
         return f"{self.base_url}/portal/callback"
 
@@ -103,12 +116,12 @@ class PortalRuntime:
             "secret_hash": token_hash(self.client_secret),
         }
         async with self.db.session() as session:
-            row = await session.get(Client, PORTAL_CLIENT_ID)
+            row = await session.get(Client, self.client_id)
             now = datetime.now(UTC)
             if row is None:
                 session.add(
                     Client(
-                        client_id=PORTAL_CLIENT_ID,
+                        client_id=self.client_id,
                         name="Felles portal",
                         auth_method="client_secret_basic",
                         grant_types=["authorization_code"],
@@ -123,7 +136,7 @@ class PortalRuntime:
                 for key, value in wanted.items():
                     setattr(row, key, value)
                 row.updated_at = now
-                clients.forget(PORTAL_CLIENT_ID)
+                clients.forget(self.client_id)
         self._client_ready = True
 
 
