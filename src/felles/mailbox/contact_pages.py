@@ -126,7 +126,6 @@ CHANGED_BY_WHOM = {
     "self": N_("You"),
     "person": N_("You"),
     "operator": N_("Felles support"),
-    "demo": N_("Felles (demo data)"),
 }
 LANGUAGE_NAMES = {"nb": N_("Norwegian Bokmål"), "nn": N_("Norwegian Nynorsk"), "en": N_("English")}
 
