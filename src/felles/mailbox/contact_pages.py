@@ -49,6 +49,7 @@ BASE = "/portal/contact"
 CODE_COOKIE = "felles_contact_code"
 CODE_CONTEXT = b"contact code"
 NO_MAILBOX = "none"
+KEEP_PENDING_SECONDS = 60 * 60
 
 # Shown on the overview after a change (`?done=`), never text from the address bar.
 DONE = {
@@ -173,7 +174,9 @@ def _keep_pending(response: Response, rt: PortalRuntime, pending: PendingChange)
     response.set_cookie(
         CODE_COOKIE,
         rt.sealer.seal(pending.to_dict(), CODE_CONTEXT),
-        max_age=CODE_SECONDS,
+        # Kept longer than the code is valid, so a late try is told "expired, ask for a
+        # new code" instead of being sent back to the start.
+        max_age=KEEP_PENDING_SECONDS,
         httponly=True,
         samesite="lax",
         secure=rt.settings.https,
@@ -206,13 +209,13 @@ def _overview_context(entry: ContactRecord | None, lang: str, done: str | None) 
         "entry": entry,
         "done": DONE.get(done or ""),
         "needs_confirming": contact.needs_confirming(entry, on),
-        "confirmed": moment_of_date(entry.last_confirmed_on, lang) if entry else None,
-        "reserved_on": moment_of_date(entry.reserved_on, lang) if entry else None,
+        "confirmed": _date_text(entry.last_confirmed_on, lang) if entry else None,
+        "reserved_on": _date_text(entry.reserved_on, lang) if entry else None,
         "provider": PROVIDERS.get(entry.mailbox_provider or "") if entry else None,
     }
 
 
-def moment_of_date(value: date | None, lang: str) -> str | None:
+def _date_text(value: date | None, lang: str) -> str | None:
     """A date as people here write it, in the page's language."""
     return format_date(value, "long", locale=BABEL_LOCALES.get(lang, "nb")) if value else None
 
@@ -277,7 +280,7 @@ def _value(field: str, value: str | None, lang: str, gettext: Callable[[str], st
         return gettext("none")
     if field in ("last_confirmed_on", "reserved_on"):
         try:
-            return moment_of_date(date.fromisoformat(value), lang) or value
+            return _date_text(date.fromisoformat(value), lang) or value
         except ValueError:
             return value
     if field == "reserved":
