@@ -21,10 +21,10 @@ from felles.identity import demo_rp, passkey_pages, password_pages, upstream_pag
 from felles.identity import pages as identity_pages
 from felles.identity.runtime import IdentityRuntime
 from felles.mailbox import api as mailbox_api
+from felles.mailbox import contact_pages as mailbox_contact
 from felles.mailbox import inbox_pages as mailbox_inbox
 from felles.mailbox import letters_api as mailbox_letters_api
 from felles.mailbox import print_api as mailbox_print_api
-from felles.mailbox import contact_pages as mailbox_contact
 from felles.mailbox.runtime import MailboxRuntime
 from felles.portal import account_pages as portal_account
 from felles.portal import api as portal_api

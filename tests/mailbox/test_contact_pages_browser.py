@@ -56,12 +56,12 @@ async def logged_in_page(site: Site, lang: str, width: int, pid: str) -> tuple[P
     context = await site.new_context()
     setup = await context.new_page()
     await setup.goto(site.url(f"/language/{lang}?next=/"))
-    await setup.goto(site.url("/portal/login?next=/portal/contact"))
+    await setup.goto(site.url("/portal/login?next=/contact"))
     if "/login/testid" not in setup.url:
         await setup.click("a.method-link[href^='/login/testid']")
     await setup.fill("#pid", pid)
     await setup.click("form[action='/login/testid'] button[type=submit]")
-    await setup.wait_for_url("**/portal/contact", timeout=15_000)
+    await setup.wait_for_url("**/contact", timeout=15_000)
     await setup.close()
     page = await context.new_page()
     console = ConsoleLog.attach(page)
@@ -82,30 +82,29 @@ async def test_change_mobile_with_the_code_at_320px_in_bokmal(
     page, (context, console) = await logged_in_page(site, "nb", 320, pid)
     context: BrowserContext
     try:
-        await page.goto(site.url("/contact"))  # the short address leads to the portal's page
-        assert page.url.endswith("/portal/contact")
+        await page.goto(site.url("/contact"))
         assert await page.locator("h1").inner_text() == "Kontaktopplysningene dine"
         assert await page.locator(".confirm-panel").count() == 1  # "are these still right?"
         await check(page, console, "overview [nb, 320]", 320)
 
-        await page.click("a[href='/portal/contact/mobile']")
-        assert page.url.endswith("/portal/contact/mobile")
+        await page.click("a[href='/contact/mobile']")
+        assert page.url.endswith("/contact/mobile")
         await check(page, console, "change mobile [nb, 320]", 320)
         await page.fill("#mobile", "22 12 34 56")
-        await page.click("form[action='/portal/contact/mobile'] button[type=submit]")
+        await page.click("form[action='/contact/mobile'] button[type=submit]")
         assert await page.locator(".error-summary").count() == 1
         assert "begynner med 4 eller 9" in await page.locator(".error-summary").inner_text()
         await check(page, console, "change mobile with an error [nb, 320]", 320)
 
         number = unique_mobile()
         await page.fill("#mobile", f"{number[:3]} {number[3:5]} {number[5:]}")
-        await page.click("form[action='/portal/contact/mobile'] button[type=submit]")
-        assert page.url.endswith("/portal/contact/mobile/code")
+        await page.click("form[action='/contact/mobile'] button[type=submit]")
+        assert page.url.endswith("/contact/mobile/code")
         await check(page, console, "code [nb, 320]", 320)
 
         await page.fill("#code", sent_code(outbox, f"+47 {number}"))
-        await page.click("form[action='/portal/contact/mobile/code'] button[type=submit]")
-        assert re.search(r"/portal/contact\?done=mobile$", page.url), page.url
+        await page.click("form[action='/contact/mobile/code'] button[type=submit]")
+        assert re.search(r"/contact\?done=mobile$", page.url), page.url
         assert "Det nye mobilnummeret ditt er lagret." in await page.locator("main").inner_text()
         assert f"+47 {number}" in await page.locator("main").inner_text()
         await check(page, console, "overview after the change [nb, 320]", 320)
@@ -120,45 +119,45 @@ async def test_contact_pages(site: Site, db: Database, lang: str, width: int) ->
     page, (context, console) = await logged_in_page(site, lang, width, pid)
     try:
         where = f"[{lang}, {width}]"
-        await page.goto(site.url("/portal/contact"))
+        await page.goto(site.url("/contact"))
         await check(page, console, f"overview {where}", width)
 
-        await page.goto(site.url("/portal/contact/email"))
+        await page.goto(site.url("/contact/email"))
         await check(page, console, f"change e-mail {where}", width)
         await page.fill("#email", "not an address")
-        await page.click("form[action='/portal/contact/email'] button[type=submit]")
+        await page.click("form[action='/contact/email'] button[type=submit]")
         assert await page.locator(".error-summary").count() == 1
         await check(page, console, f"change e-mail with an error {where}", width)
         await page.fill("#email", unique_email("a.rather.long.new.address.for.a.narrow.screen"))
-        await page.click("form[action='/portal/contact/email'] button[type=submit]")
-        assert page.url.endswith("/portal/contact/email/code")
+        await page.click("form[action='/contact/email'] button[type=submit]")
+        assert page.url.endswith("/contact/email/code")
         await page.fill("#code", "000")
-        await page.click("form[action='/portal/contact/email/code'] button[type=submit]")
+        await page.click("form[action='/contact/email/code'] button[type=submit]")
         assert await page.locator(".error-summary").count() == 1
         await check(page, console, f"code with an error {where}", width)
 
-        await page.goto(site.url("/portal/contact/mobile/remove"))
+        await page.goto(site.url("/contact/mobile/remove"))
         await check(page, console, f"remove mobile {where}", width)
-        await page.click("form[action='/portal/contact/mobile/remove'] button[type=submit]")
-        await page.goto(site.url("/portal/contact/email/remove"))
-        assert await page.locator("form[action='/portal/contact/email/remove']").count() == 0
+        await page.click("form[action='/contact/mobile/remove'] button[type=submit]")
+        await page.goto(site.url("/contact/email/remove"))
+        assert await page.locator("form[action='/contact/email/remove']").count() == 0
         await check(page, console, f"remove e-mail, refused {where}", width)
 
-        await page.goto(site.url("/portal/contact/reservation"))
+        await page.goto(site.url("/contact/reservation"))
         await check(page, console, f"reserve {where}", width)
-        await page.click("form[action='/portal/contact/reservation'] button[type=submit]")
+        await page.click("form[action='/contact/reservation'] button[type=submit]")
         assert "done=reserved" in page.url
         await check(page, console, f"overview, reserved {where}", width)
-        await page.goto(site.url("/portal/contact/reservation"))
+        await page.goto(site.url("/contact/reservation"))
         await check(page, console, f"withdraw {where}", width)
 
-        await page.goto(site.url("/portal/contact/mailbox"))
+        await page.goto(site.url("/contact/mailbox"))
         await check(page, console, f"mailbox {where}", width)
         await page.check("input[name=provider][value=eboks]")
-        await page.click("form[action='/portal/contact/mailbox'] button[type=submit]")
+        await page.click("form[action='/contact/mailbox'] button[type=submit]")
         assert "done=mailbox" in page.url
 
-        await page.goto(site.url("/portal/contact/history"))
+        await page.goto(site.url("/contact/history"))
         assert await page.locator(".data-use").count() >= 3
         await check(page, console, f"history {where}", width)
     finally:

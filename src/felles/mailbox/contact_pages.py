@@ -3,10 +3,8 @@
 sent to the new one), reserve against digital communication, choose a digital mailbox,
 confirm the details once a year, and see every change. The rules are in `contact.py`.
 
-The pages are part of the portal and live under `/portal/contact`: the portal's login
-session is a cookie for `/portal` only, so a page outside it could never see who is
-logged in. `/contact` leads there. Always the logged-in person's own entry, whomever
-they act for.
+Logging in is the portal's (the same session cookie, login and layout); always the
+logged-in person's own entry, whomever they act for in the portal.
 """
 
 from __future__ import annotations
@@ -17,7 +15,7 @@ from typing import Annotated, Any
 
 from babel.dates import format_date
 from fastapi import APIRouter, Form, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import Response
 
 from felles.identity.password_pages import login_service
 from felles.mailbox import contact
@@ -45,7 +43,7 @@ from felles.web.observability import log
 from felles.web.templating import BABEL_LOCALES, request_language
 
 router = APIRouter(include_in_schema=False)
-BASE = "/portal/contact"
+BASE = "/contact"
 CODE_COOKIE = "felles_contact_code"
 CODE_CONTEXT = b"contact code"
 NO_MAILBOX = "none"
@@ -188,16 +186,6 @@ def _keep_pending(response: Response, rt: PortalRuntime, pending: PendingChange)
 def _forget_pending(response: Response) -> Response:
     response.delete_cookie(CODE_COOKIE, path=BASE)
     return response
-
-
-# --- /contact leads here -------------------------------------------------------------------
-
-
-@router.get("/contact")
-@router.get("/contact/{rest:path}")
-async def short_address(request: Request, rest: str = "") -> Response:
-    """`/contact/...` is an easy address to give people; the pages are in the portal."""
-    return RedirectResponse(BASE + (f"/{rest.lstrip('/')}" if rest else ""), status_code=303)
 
 
 # --- Overview and yearly confirmation ------------------------------------------------------
