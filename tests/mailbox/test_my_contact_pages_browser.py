@@ -2,7 +2,14 @@
 the real login flow (portal → login service → TestID → back): changing the mobile number
 with the code from the dev outbox at 320 px in bokmål, and every page in all three
 languages at 320 px and at desktop width. axe finds no WCAG 2.1 AA violation, nothing
-scrolls sideways, and the content security policy holds."""
+scrolls sideways, and the content security policy holds.
+
+The file's name sorts it after test_inbox_pages.py on purpose: the live server shares the
+test database and registers the portal's login client with its own address, after which
+in-process logins of the session's app (which checked its registration once) are refused
+until the app registers again. So tests that log in in-process must run before the live
+server starts (tests/portal/test_form_flow.py, run after tests/mailbox, meets this too).
+"""
 
 from __future__ import annotations
 
