@@ -21,6 +21,7 @@ from felles.identity import demo_rp, passkey_pages, password_pages, upstream_pag
 from felles.identity import pages as identity_pages
 from felles.identity.runtime import IdentityRuntime
 from felles.mailbox import api as mailbox_api
+from felles.mailbox import contact_pages as mailbox_contact
 from felles.mailbox import inbox_pages as mailbox_inbox
 from felles.mailbox import letters_api as mailbox_letters_api
 from felles.mailbox import print_api as mailbox_print_api
@@ -139,6 +140,7 @@ def create_app(settings: Settings | None = None, *, pooled_db: bool = True) -> F
         portal_catalogue,
         portal_account,
         mailbox_inbox,
+        mailbox_contact,
     ):
         app.include_router(part.router)
     return app

@@ -42,6 +42,7 @@ PURPOSES = {
     "userinfo (profile)": N_("To give a service you logged in to your name"),
     "operator lookup": N_("Operations and support"),
     "prefill": N_("To fill in a form for you"),
+    "contact details": N_("To show you your contact details, and change them"),
 }
 # What was read.
 DATASETS = {
