@@ -548,6 +548,29 @@ async def test_a_notification_whose_workers_keep_dying_is_given_up(
     assert len(await events(db, letter_id, "notification_failed")) == 1
 
 
+async def test_a_round_out_of_time_gives_back_what_it_never_tried(
+    db: Database,
+    client: httpx.AsyncClient,
+    settings: Settings,
+    smtp: SmtpSink,
+    monkeypatch: pytest.MonkeyPatch,
+    recipient: Make,
+) -> None:
+    who = await recipient(mobile=False)
+    letter_id = await send_letter(db, client, who, repeat_after_days=None)
+    noon = next_oslo(NOON)
+    budget = notifying.SEND_BUDGET
+    monkeypatch.setattr(notifying, "SEND_BUDGET", -1.0)
+    assert await notifying.send_due(db, settings, now=noon) < notifying.LIMIT
+    assert who.email
+    assert smtp.texts_to(who.email) == []
+    [n] = await notifications(db, letter_id)
+    assert (n.status, n.attempts, as_utc(n.due_at)) == ("pending", 0, noon)
+    monkeypatch.setattr(notifying, "SEND_BUDGET", budget)
+    await notifying.send_due(db, settings, now=noon)
+    assert len(smtp.texts_to(who.email)) == 1
+
+
 # --- Many at once ---------------------------------------------------------------------
 
 

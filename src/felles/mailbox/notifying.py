@@ -166,12 +166,15 @@ class Outcome:
     due_at: datetime | None = None
     error: str | None = None
     give_back: bool = False  # not an attempt: skipped, put off, or never started
+    tried: bool = True  # False: the round ran out of time before it
 
     @property
     def kind(self) -> str:
-        """For the log: sent, failed, skipped, retried or put_off."""
+        """For the log: sent, failed, skipped, retried, put_off or untried."""
         if self.status != "pending":
             return self.status
+        if not self.tried:
+            return "untried"
         return "put_off" if self.give_back else "retried"
 
 
@@ -179,7 +182,9 @@ async def send_due(
     db: Database, settings: Settings, *, now: datetime | None = None, limit: int = LIMIT
 ) -> int:
     """Send the notifications due (up to `limit`); how many were handled (sent, failed,
-    skipped, put off or retried later). Call again while it returns `limit`."""
+    skipped, put off till morning, or to be retried). Call again while it returns
+    `limit`: a round that ran out of time returns less (what it never tried is due again
+    at once, for the next round or another worker)."""
     now = (now or datetime.now(UTC)).astimezone(UTC)
     notifier = Notifier.from_environment(settings)  # a bad FELLES_SMTP_URL claims nothing
     async with db.session(autocommit=True) as session:
@@ -199,8 +204,8 @@ async def send_due(
     outcomes += await _send(notifier, messages, now)
     async with db.session() as session:
         counts = await _record(session, outcomes, lease_until, now)
-    log.info("mailbox_notifications", handled=len(claimed), **counts)
-    return len(claimed)
+    log.info("mailbox_notifications", claimed=len(claimed), **counts)
+    return len(claimed) - counts.get("untried", 0)
 
 
 async def _claim(
@@ -310,7 +315,7 @@ async def _send(
     async def one(c: Claimed, message: Message) -> Outcome:
         async with slots:
             if monotonic() - started > SEND_BUDGET:  # give it back, untried
-                return Outcome(c, "pending", due_at=now, give_back=True)
+                return Outcome(c, "pending", due_at=now, give_back=True, tried=False)
             try:
                 if message.channel == "email":
                     sending = notifier.send_email(message.to, message.subject, message.text)
@@ -323,6 +328,8 @@ async def _send(
                 return _failure(c, str(exc), now)
             except TimeoutError:
                 return _failure(c, f"{message.channel}: no answer in {SEND_TIMEOUT:.0f} s", now)
+            except Exception as exc:  # one odd message must not lose the round's outcomes
+                return _failure(c, f"{message.channel}: {type(exc).__name__}", now)
             return Outcome(c, "sent")
 
     return list(await asyncio.gather(*(one(c, m) for c, m in messages)))
@@ -350,13 +357,14 @@ async def _record(
         await session.execute(
             select(Letter.id).where(Letter.id.in_(touched)).order_by(Letter.id).with_for_update()
         )
-    groups: dict[tuple[str, datetime | None, str | None, bool], list[Outcome]] = defaultdict(list)
+    groups: dict[tuple[str, datetime | None, str | None, bool, bool], list[Outcome]]
+    groups = defaultdict(list)
     for o in outcomes:
-        groups[(o.status, o.due_at, o.error, o.give_back)].append(o)
+        groups[(o.status, o.due_at, o.error, o.give_back, o.tried)].append(o)
     counts: dict[str, int] = defaultdict(int)
     sent: set[str] = set()
     first_failed: set[str] = set()
-    for (status, due_at, error, give_back), group in groups.items():
+    for (status, due_at, error, give_back, _), group in groups.items():
         values: dict[str, Any] = {"status": status, "error": error}
         if status == "sent":
             values["sent_at"] = now
@@ -381,8 +389,8 @@ async def _record(
             sent.update(r.letter_id for r in applied)
         elif status == "failed":
             first_failed.update(r.letter_id for r in applied if r.repetition == 0)
-            for r in applied:
-                log.warning("mailbox_notification_failed", notification=r.id, error=error)
+            if applied:
+                log.warning("mailbox_notifications_failed", count=len(applied), error=error)
     if sent:
         await _notified(session, sorted(sent), now)
     if first_failed:
