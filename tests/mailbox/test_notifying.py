@@ -89,9 +89,9 @@ Make = Callable[..., Awaitable[Recipient]]
 
 @pytest.fixture
 async def recipient(db: Database) -> AsyncIterator[Make]:
-    """Gives a person of the demo country with a digital mailbox fresh contact details
-    (an address no other test uses); afterwards puts the old ones back and skips what is
-    still pending for the letters sent to them."""
+    """Gives a person of the demo country with a digital mailbox, and no letters yet,
+    fresh contact details (an address no other test uses); afterwards puts the old ones
+    back and skips what is still pending for the letters sent to them."""
     saved: list[tuple[str, dict[str, Any]]] = []
     made: list[Recipient] = []
 
@@ -107,6 +107,8 @@ async def recipient(db: Database) -> AsyncIterator[Make]:
                     ContactInfo.reserved.is_(False),
                     Person.deceased_on.is_(None),
                     ContactInfo.pid.not_in([r.pid for r in made]),
+                    # Nobody else's letters (their reminders would come to this address).
+                    ContactInfo.pid.not_in(select(Letter.recipient_pid)),
                 )
                 .order_by(ContactInfo.pid.desc())  # demo_people() takes the first ones
             )
