@@ -9,15 +9,18 @@ import random
 
 from felles.config import Settings
 from felles.db import Database
-from felles.mailbox import batches
+from felles.mailbox import batches, notifying
 from felles.web.observability import log
 
 
 async def work_once(db: Database, settings: Settings) -> int:
-    """One round: every committed batch released; how many letters were released."""
+    """One round: every committed batch released, then every notification due sent;
+    how many letters were released."""
     released = await batches.release_all(db)
     if released:
         log.info("mailbox_released", letters=released)
+    while await notifying.send_due(db, settings) >= notifying.LIMIT:
+        pass
     return released
 
 
