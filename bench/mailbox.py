@@ -203,9 +203,7 @@ async def run_backend(
                 .select_from(Notification)
                 .where(Notification.status == "pending")
             )
-        size = None
-        if backend == "sqlite":
-            size = sum(p.stat().st_size for p in folder.glob("felles.db*"))
+        size = await asyncio.to_thread(database_file_size, folder) if backend == "sqlite" else 0
         return {
             "backend": backend,
             "letters": args.letters,
@@ -234,9 +232,14 @@ async def run_backend(
         await db.dispose()
 
 
+def database_file_size(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.glob("felles.db*"))
+
+
 def table(rows: list[dict[str, Any]]) -> Table:
     out = Table(
-        title="Bulk digital mail, end to end (parse, look up, encrypt, store, notify queued, release)"
+        title="Bulk digital mail, end to end "
+        "(parse, look up, encrypt, store, notify queued, release)"
     )
     for column in (
         "backend",

@@ -18,6 +18,7 @@ from felles.mailbox import inbox
 from tests.mailbox.mail import LETTERS, letter, pdf, sender
 from tests.mailbox.test_inbox_pages import felles_people
 from tests.web.browser import ConsoleLog, Site, assert_page_passes, browser_fixture
+from tests.web.browser import log_in as browser_log_in
 
 pytestmark = pytest.mark.browser
 LANGUAGES = ("nb", "nn", "en")
@@ -69,14 +70,7 @@ async def check(page: Page, console: ConsoleLog, where: str, width: int) -> None
 
 
 async def log_in(site: Site, context: BrowserContext, pid: str) -> None:
-    page = await context.new_page()
-    await page.goto(site.url("/portal/login?next=/mailbox"))
-    assert "/login?auth=" in page.url, page.url
-    await page.click("a.method-link[href^='/login/testid']")
-    await page.fill("#pid", pid)
-    await page.click("form[action='/login/testid'] button[type=submit]")
-    await page.wait_for_url("**/mailbox", timeout=15_000)
-    await page.close()
+    await browser_log_in(site, context, pid, "/mailbox")
 
 
 @pytest.mark.parametrize("width", [320, 1280], ids=lambda w: f"{w}px")

@@ -26,7 +26,7 @@ from tests.conftest import serving
 from tests.mailbox.mail import LETTERS, demo_people, letter
 from tests.notifications.test_notifications import SmtpSink
 from tests.portal.agencies import machine_token
-from tests.web.browser import Site, assert_page_passes, browser_fixture
+from tests.web.browser import Site, assert_page_passes, browser_fixture, log_in_with_testid
 
 pytestmark = pytest.mark.browser
 browser = browser_fixture()
@@ -103,11 +103,7 @@ async def test_a_letter_from_an_agency_to_a_person_who_opens_it(
         try:
             page = await context.new_page()
             await page.goto(link.group(0).replace("http://testserver", mail_server))
-            assert "/login?auth=" in page.url, page.url
-            await page.click("a.method-link[href^='/login/testid']")
-            await page.fill("#pid", who["felles"])
-            await page.click("form[action='/login/testid'] button[type=submit]")
-            await page.wait_for_url("**/mailbox**", timeout=15_000)
+            await log_in_with_testid(page, who["felles"], "**/mailbox**")
             await assert_page_passes(page, "the inbox after the e-mail's link", 320)
             await page.click(f"a[href='/mailbox/letters/{letter_id}']")
             await page.wait_for_url(f"**/mailbox/letters/{letter_id}")

@@ -25,6 +25,7 @@ from tests.web.browser import (
     assert_page_passes,
     browser_fixture,
 )
+from tests.web.browser import log_in as browser_log_in
 
 pytestmark = pytest.mark.browser
 LANGUAGES = ("nb", "nn", "en")
@@ -88,16 +89,7 @@ async def check(page: Page, console: ConsoleLog, where: str, width: int) -> None
 
 
 async def log_in(site: Site, context: BrowserContext, pid: str) -> None:
-    """The real journey: the portal sends the person to the login service, they log in
-    with TestID and come back to the inbox."""
-    page = await context.new_page()
-    await page.goto(site.url("/portal/login?next=/portal/inbox"))
-    assert "/login?auth=" in page.url, page.url
-    await page.click("a.method-link[href^='/login/testid']")
-    await page.fill("#pid", pid)
-    await page.click("form[action='/login/testid'] button[type=submit]")
-    await page.wait_for_url("**/portal/inbox", timeout=15_000)
-    await page.close()
+    await browser_log_in(site, context, pid, "/portal/inbox")
 
 
 @pytest.mark.parametrize("width", [320, 1280], ids=lambda w: f"{w}px")

@@ -420,3 +420,22 @@ async def assert_page_passes(page: Page, where: str, width: int) -> None:
     problems = await layout_problems(page)
     assert not problems, f"{where}:\n" + "\n".join(problems)
     assert await csp_violations(page) == []
+
+
+async def log_in_with_testid(page: Page, pid: str, wait_for: str) -> None:
+    """On the login service's page a relying party sent `page` to: choose TestID, log in
+    as `pid` and wait until back at `wait_for` (a URL glob)."""
+    assert "/login?auth=" in page.url, page.url
+    await page.click("a.method-link[href^='/login/testid']")
+    await page.fill("#pid", pid)
+    await page.click("form[action='/login/testid'] button[type=submit]")
+    await page.wait_for_url(wait_for, timeout=15_000)
+
+
+async def log_in(site: Site, context: BrowserContext, pid: str, next_path: str) -> None:
+    """The real journey: the portal sends the person to the login service, they log in
+    with TestID and come back to `next_path`."""
+    page = await context.new_page()
+    await page.goto(site.url(f"/portal/login?next={next_path}"))
+    await log_in_with_testid(page, pid, f"**{next_path}")
+    await page.close()
