@@ -33,6 +33,8 @@ def client_id_for(base_url: str) -> str:
     redirect addresses; the sector identifier keeps people's subject ids the same."""
     digest = hashlib.sha256(base_url.rstrip("/").encode()).hexdigest()[:10]
     return f"{PORTAL_CLIENT_ID}-{digest}"
+
+
 JWKS_SECONDS = 300
 
 
