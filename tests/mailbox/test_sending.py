@@ -14,9 +14,11 @@ from typing import Any
 import httpx
 import pytest
 from pypdf import PdfReader
+from sqlalchemy import select
 
 from felles.config import Settings
 from felles.db import Database
+from felles.events.models import OutboxEvent
 from felles.mailbox import letters as L
 from felles.mailbox.letters_api import LETTER_BODY_BYTES
 from felles.mailbox.print_pdf import PostalAddress, address_page
@@ -556,3 +558,10 @@ async def test_who_is_told_and_when(db: Database, client: httpx.AsyncClient) -> 
     assert nobody.notifications == [] and nobody.letter.notification_failed
     status = await client.get(f"{LETTERS}/{nobody.letter.id}", headers=headers)
     assert status.json()["notification_failed"] is True
+    async with db.session() as session:
+        told = await session.scalars(
+            select(OutboxEvent.type).where(OutboxEvent.subject == nobody.letter.id)
+        )
+        assert sorted(told) == [
+            "no.felles.mailbox.letter.delivered", "no.felles.mailbox.letter.notification_failed"
+        ]  # fmt: skip

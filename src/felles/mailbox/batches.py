@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from felles.db import Database, dialect_name
 from felles.mailbox import letters as L
-from felles.mailbox.mailbox_events import batch_changed
+from felles.mailbox.mailbox_events import batch_changed, letter_changed
 from felles.mailbox.models import Batch, Letter, Notification
 from felles.mailbox.sending import (
     Prepared,
@@ -309,7 +309,7 @@ async def release_some(db: Database, limit: int = RELEASE_CHUNK) -> int | None:
                 return 0
         rows = (
             await session.execute(
-                select(Letter.id, Letter.repeat_after_days)
+                select(Letter.id, Letter.repeat_after_days, Letter.notification_failed)
                 .where(Letter.batch_id == batch.id, Letter.status == "accepted")
                 .limit(limit)
             )
@@ -320,14 +320,21 @@ async def release_some(db: Database, limit: int = RELEASE_CHUNK) -> int | None:
             went = (await counts(session, batch.id))["channels"]
             await batch_changed(session, batch.id, batch.sender_orgnr, "released", went)
             return 0
-        ids = [letter_id for letter_id, _ in rows]
+        ids = [letter_id for letter_id, _, _ in rows]
         await session.execute(
             update(Letter)
             .where(Letter.id.in_(ids))
             .values(status="delivered", delivered_at=now)
             .execution_options(synchronize_session=False)
         )
-        await _notifications_due(session, rows, now)
+        await _notifications_due(session, [(i, days) for i, days, _ in rows], now)
+        unreachable = [letter_id for letter_id, _, failed in rows if failed]
+        if unreachable:  # nobody to tell: the sender hears it now, once per letter
+            found = await session.execute(
+                select(Letter.__table__).where(Letter.id.in_(unreachable))
+            )
+            for row in found.mappings():
+                await letter_changed(session, dict(row), "notification_failed")
         return len(ids)
 
 

@@ -219,6 +219,8 @@ async def send(session: AsyncSession, sender_orgnr: str, letter: L.LetterIn) -> 
     writes += [row_insert(Notification, **n) for n in prepared.notifications]
     await write_together(session, *writes)
     await letter_changed(session, prepared.letter)
+    if prepared.letter["notification_failed"]:  # nobody to tell: no e-mail, no mobile
+        await letter_changed(session, prepared.letter, "notification_failed")
     return Sent(letter_id, chosen.channel, chosen.reason, chosen.status)
 
 
