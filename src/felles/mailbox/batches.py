@@ -311,6 +311,7 @@ async def release_some(db: Database, limit: int = RELEASE_CHUNK) -> int | None:
             await session.execute(
                 select(Letter.id, Letter.repeat_after_days, Letter.notification_failed)
                 .where(Letter.batch_id == batch.id, Letter.status == "accepted")
+                .order_by(Letter.seq)
                 .limit(limit)
             )
         ).all()

@@ -107,6 +107,15 @@ class Letter(Base):
         UniqueConstraint("batch_id", "seq"),
         Index("ix_mailbox_letter_sender", "sender_orgnr", "created_at"),
         Index("ix_mailbox_letter_recipient", "recipient_pid", "provider", "created_at"),
+        # A batch's letters still waiting for release, in line order: each release
+        # chunk reads the next ones without passing the released ones again.
+        Index(
+            "ix_mailbox_letter_waiting",
+            "batch_id",
+            "seq",
+            postgresql_where=text("status = 'accepted'"),
+            sqlite_where=text("status = 'accepted'"),
+        ),
         Index(
             "ix_mailbox_letter_print",
             "created_at",

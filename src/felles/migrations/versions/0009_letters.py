@@ -94,6 +94,12 @@ def upgrade() -> None:
         ["recipient_pid", "provider", "created_at"],
     )
     op.create_index(
+        "ix_mailbox_letter_waiting",
+        "mailbox_letter",
+        ["batch_id", "seq"],
+        **_where("status = 'accepted'"),
+    )
+    op.create_index(
         "ix_mailbox_letter_print",
         "mailbox_letter",
         ["created_at"],
