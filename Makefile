@@ -47,7 +47,11 @@ test-sqlite: $(VENV)/.installed-dev assets
 test-postgresql: $(VENV)/.installed-dev assets
 	FELLES_TEST_BACKEND=postgresql $(PY) -m pytest $(PYTEST_ARGS)
 
-test: lint typecheck test-sqlite test-postgresql
+# Both backends at once: most of a run waits on browsers, servers and databases, so two
+# runs side by side take little longer than one. Each run's output is shown whole when
+# it ends.
+test: lint typecheck
+	$(MAKE) --no-print-directory -j2 --output-sync=target test-sqlite test-postgresql
 
 bench: $(VENV)/.installed-dev
 	$(PY) bench/seed.py

@@ -170,7 +170,9 @@ def serving(settings: Settings, *, host: str = "127.0.0.1", **env: str) -> Itera
         process = subprocess.Popen(
             felles_command("serve", "--demo", "--port", str(port)),
             # Events, receipt PDFs and mail notifications are made by the tests' own
-            # workers, not in the background, so tests that count them see only their own.
+            # workers, not in the background, so tests that count them see only their own;
+            # nor does the server purge expired rows behind the tests' backs (on SQLite a
+            # purge is another writer, at a moment nobody chose).
             env=felles_env(
                 settings,
                 FELLES_BASE_URL=base_url,
@@ -178,6 +180,7 @@ def serving(settings: Settings, *, host: str = "127.0.0.1", **env: str) -> Itera
                     "FELLES_EVENTS_DISPATCH": "false",
                     "FELLES_RECEIPTS_SECONDS": "0",
                     "FELLES_MAILBOX_SECONDS": "0",
+                    "FELLES_PURGE_MINUTES": "0",
                     **env,
                 },
             ),

@@ -144,3 +144,83 @@ async def test_serve_warns_when_the_pools_could_exceed_max_connections(db: Datab
     else:
         assert crowded is not None and "FELLES_DB_CONNECTIONS=" in crowded
         assert "max_connections" in crowded
+
+
+async def test_a_cancelled_unit_of_work_rolls_back_and_frees_its_connection(
+    db: Database,
+) -> None:
+    """A request cancelled mid-transaction (a client gone, a timeout) must not leave its
+    transaction open: on SQLite that would hold the write lock until the garbage
+    collector found the connection, and every other writer would wait for it."""
+    import anyio
+
+    sid = secrets.token_hex(8)
+    kept = []  # as a reference cycle would: the collector cannot end it either
+    with anyio.CancelScope() as scope:
+        async with db.session() as session:
+            kept.append(session)
+            await session.execute(SESSIONS.insert().values(**new_session_row(sid)))
+            scope.cancel()
+            await anyio.sleep(5)  # cancelled here, with the write still open
+    assert scope.cancelled_caught
+    other = Database(db.url)  # another connection: a write goes through at once
+    try:
+        with anyio.fail_after(3):
+            async with other.session() as session:
+                await session.execute(SESSIONS.insert().values(**new_session_row(sid + "b")))
+                found = await session.scalar(
+                    select(func.count()).select_from(SESSIONS).where(SESSIONS.c.id == sid)
+                )
+        assert found == 0
+    finally:
+        await other.dispose()
+        kept.clear()
+
+
+@pytest.mark.parametrize("rows", [3, 120])  # an INSERT below COPY_FROM, COPY from it
+async def test_insert_many_keeps_every_value_and_refuses_a_duplicate(
+    db: Database, rows: int
+) -> None:
+    from felles.db import insert_many
+
+    audit = AuditEvent.__table__
+    assert isinstance(audit, Table)
+    session_id = secrets.token_hex(8)
+    now = datetime.now(UTC)
+    events = [
+        {
+            "at": now,
+            "event": "login",
+            "pid": None,
+            "client_id": f"c{i}",
+            "session_id": session_id,
+            "detail": {"n": i, "æøå": ["ja", None]},
+        }
+        for i in range(rows)
+    ]
+    async with db.session() as session:
+        await insert_many(session, audit, events)
+    async with db.session() as session:
+        found = (
+            await session.execute(
+                select(audit.c.client_id, audit.c.detail, audit.c.pid)
+                .where(audit.c.session_id == session_id)
+                .order_by(audit.c.id)
+            )
+        ).all()
+    assert [(c, d, p) for c, d, p in found] == [
+        (f"c{i}", {"n": i, "æøå": ["ja", None]}, None) for i in range(rows)
+    ]
+    sessions = [new_session_row(f"{session_id}-{i}") for i in range(rows)]
+    async with db.session() as session:
+        await insert_many(session, SESSIONS, sessions)
+    with pytest.raises(IntegrityError):
+        async with db.session() as session:
+            await insert_many(session, SESSIONS, [new_session_row(f"{session_id}-x"), *sessions])
+    async with db.session() as session:  # the refused call left nothing behind
+        assert (
+            await session.scalar(
+                select(func.count()).select_from(SESSIONS).where(SESSIONS.c.id == f"{session_id}-x")
+            )
+            == 0
+        )

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, insert, select
+from sqlalchemy import Table, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from felles.db import row_insert, write_together
+from felles.db import insert_many, row_insert, write_together
 from felles.mailbox import letters as L
 from felles.mailbox.mailbox_events import letter_changed
 from felles.mailbox.models import Letter, LetterContent, MailboxProvider, Notification
@@ -229,13 +229,9 @@ async def store_many(session: AsyncSession, prepared: Sequence[Prepared]) -> Non
     not the ORM's, which would split the rows by which of their values are None)."""
     if not prepared:
         return
-    await session.execute(insert(_LETTERS), [p.letter for p in prepared])
-    contents = [p.content for p in prepared if p.content]
-    if contents:
-        await session.execute(insert(_CONTENTS), contents)
-    notifications = [n for p in prepared for n in p.notifications]
-    if notifications:
-        await session.execute(insert(_NOTIFICATIONS), notifications)
+    await insert_many(session, _LETTERS, [p.letter for p in prepared])
+    await insert_many(session, _CONTENTS, [p.content for p in prepared if p.content])
+    await insert_many(session, _NOTIFICATIONS, [n for p in prepared for n in p.notifications])
 
 
 def utc(value: datetime | None) -> datetime | None:
