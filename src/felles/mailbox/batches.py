@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Literal
 
 from sqlalchemy import and_, case, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -38,6 +39,7 @@ from felles.mailbox.sending import (
 )
 
 RELEASE_CHUNK = 5_000
+RELEASERS = 2  # PostgreSQL: chunks released side by side (one left a core idle)
 MAX_LETTERS_PER_CALL = 1_000
 
 
@@ -100,14 +102,20 @@ async def find(session: AsyncSession, sender_orgnr: str, reference: str) -> Batc
     return BatchRecord.of(row) if row else None
 
 
-async def _row(session: AsyncSession, sender_orgnr: str, batch_id: str, lock: bool) -> Batch:
+async def _row(
+    session: AsyncSession, sender_orgnr: str, batch_id: str, lock: bool | Literal["share"]
+) -> Batch:
+    """The batch, locked against a concurrent commit or cancel if `lock`: for changing
+    its state (`True`), or (`"share"`, on PostgreSQL) for adding letters, which several
+    transactions may do at once; a commit or cancel waits for them."""
     query = select(Batch).where(Batch.id == batch_id, Batch.sender_orgnr == sender_orgnr)
     if lock:
         # Read it again even if this session has it: a status checked before sealing may
         # have changed since (a concurrent commit or cancel).
         query = query.execution_options(populate_existing=True)
         if dialect_name(session) == "postgresql":
-            query = query.with_for_update()
+            share = lock == "share"  # FOR KEY SHARE; FOR UPDATE otherwise
+            query = query.with_for_update(read=share, key_share=share)
         else:
             # SQLite has no row locks, and reads outside a transaction: a write first
             # takes the database's write lock, so what is read next holds until commit.
@@ -203,17 +211,29 @@ def prepared_rows(
 
 
 async def add_letters(
-    session: AsyncSession, batch_id: str, sender_orgnr: str, prepared: Sequence[Prepared]
+    session: AsyncSession,
+    batch_id: str,
+    sender_orgnr: str,
+    prepared: Sequence[Prepared],
+    *,
+    after: Awaitable[object] | None = None,
 ) -> None:
     """Store a chunk of a batch's letters, if the batch is still open (raises
-    `BatchConflict` otherwise, or if a line is already stored)."""
-    batch = await _row(session, sender_orgnr, batch_id, lock=True)
+    `BatchConflict` otherwise, or if a line is already stored).
+
+    `after`: the previous chunk's storing, awaited (and its error raised) before this
+    chunk's transaction may end. Chunks are then written side by side but committed in
+    order, so what a crash leaves stored is always the file's first lines, and a resume
+    goes on from the next one."""
+    batch = await _row(session, sender_orgnr, batch_id, lock="share")
     if batch.status != "open":
         raise BatchConflict(f"The batch is {batch.status}; only an open batch takes letters")
     try:
         await store_many(session, prepared)
     except IntegrityError:
         raise BatchConflict("Some of these lines are already in the batch") from None
+    if after is not None:
+        await after
     await session.execute(
         update(Batch).where(Batch.id == batch_id).values(letters=Batch.letters + len(prepared))
     )
@@ -293,30 +313,40 @@ async def release_some(db: Database, limit: int = RELEASE_CHUNK) -> int | None:
     released, or None when no batch waits (for this worker). The batch becomes
     `released`, with one event, when none of its letters is left waiting."""
     async with db.session() as session:
-        query = (
+        postgresql = dialect_name(session) == "postgresql"
+        batch = await session.scalar(
             select(Batch).where(Batch.status == "committed").order_by(Batch.committed_at).limit(1)
         )
-        if dialect_name(session) == "postgresql":
-            query = query.with_for_update(skip_locked=True)
-        batch = await session.scalar(query)
         if batch is None:
             return None
-        if dialect_name(session) != "postgresql":
+        if not postgresql:
             # SQLite: another worker may have chosen it too; under the write lock they
             # take turns, and the second sees what the first released.
             batch = await _row(session, batch.sender_orgnr, batch.id, lock=True)
             if batch.status != "committed":
                 return 0
-        rows = (
-            await session.execute(
-                select(Letter.id, Letter.repeat_after_days, Letter.notification_failed)
-                .where(Letter.batch_id == batch.id, Letter.status == "accepted")
-                .order_by(Letter.seq)
-                .limit(limit)
-            )
-        ).all()
+        waiting = (
+            select(Letter.id, Letter.repeat_after_days, Letter.notification_failed)
+            .where(Letter.batch_id == batch.id, Letter.status == "accepted")
+            .order_by(Letter.seq)
+            .limit(limit)
+        )
+        if postgresql:  # workers release chunks side by side, each its own letters
+            waiting = waiting.with_for_update(skip_locked=True)
+        rows = (await session.execute(waiting)).all()
         now = datetime.now(UTC)
         if not rows:
+            if postgresql:
+                # The last chunks may still be on their way in other transactions:
+                # whoever finds nothing left once they are in marks the batch released.
+                batch = await _row(session, batch.sender_orgnr, batch.id, lock=True)
+                left = await session.scalar(
+                    select(Letter.id)
+                    .where(Letter.batch_id == batch.id, Letter.status == "accepted")
+                    .limit(1)
+                )
+                if batch.status != "committed" or left is not None:
+                    return 0
             batch.status, batch.released_at = "released", now
             went = (await counts(session, batch.id))["channels"]
             await batch_changed(session, batch.id, batch.sender_orgnr, "released", went)
@@ -370,12 +400,25 @@ async def _notifications_due(
             )
 
 
-async def release_all(db: Database, stop: Callable[[], bool] = lambda: False) -> int:
-    """Release chunks until nothing is left (or `stop` says so); how many letters."""
+async def release_all(
+    db: Database,
+    stop: Callable[[], bool] = lambda: False,
+    on_chunk: Callable[[int], None] = lambda released: None,
+) -> int:
+    """Release chunks until nothing is left (or `stop` says so); how many letters. On
+    PostgreSQL `RELEASERS` chunks at a time, each in its own transaction."""
     total = 0
-    while not stop():
-        released = await release_some(db)
-        if released is None:
-            return total
-        total += released
+
+    async def release() -> None:
+        nonlocal total
+        while not stop():
+            released = await release_some(db)
+            if released is None:
+                return
+            if released == 0:
+                await asyncio.sleep(0.01)  # another releaser is finishing the batch
+            total += released
+            on_chunk(released)
+
+    await asyncio.gather(*(release() for _ in range(1 if db.is_sqlite else RELEASERS)))
     return total

@@ -37,6 +37,9 @@ from felles.registry.numbers import InvalidNumber, parse_pid
 
 CHUNK = 1_000
 PROCESSES = max(1, os.cpu_count() or 1)
+# Chunks stored at once on PostgreSQL: while one transaction waits for the server, the
+# next is being written (one at a time left the machine half idle).
+STORERS = 3
 
 
 class BulkDocument(BaseModel):
@@ -190,9 +193,12 @@ async def send_lines(
     if release:
         async with db.session() as session:
             progress("to_release", (await batches.get(session, sender_orgnr, batch.id)).letters)
-        while (released := await batches.release_some(db)) is not None:
-            outcome.released += released
-            progress("released", released)
+
+        def released(count: int) -> None:
+            outcome.released += count
+            progress("released", count)
+
+        await batches.release_all(db, on_chunk=released)
         async with db.session() as session:
             outcome.status = (await batches.get(session, sender_orgnr, batch.id)).status
     return outcome
@@ -235,31 +241,55 @@ async def _store_all(
     rejects: Callable[[int, str], None],
     progress: Progress,
 ) -> None:
-    """Parse and route chunks here while a second task stores them in order: the
-    database's round trips overlap the next chunks' work instead of waiting for it."""
+    """Parse and route chunks here while other tasks store them: the database's work
+    overlaps the next chunks' parsing and sealing instead of waiting for it. On
+    PostgreSQL `STORERS` chunks are written at once, each on its own connection,
+    committed in order (see `batches.add_letters`)."""
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[tuple[list[batches.Planned], asyncio.Future[Sealed], int] | None]
     queue = asyncio.Queue(maxsize=processes * 2)
+    storers = 1 if db.is_sqlite else STORERS  # SQLite writes one transaction at a time
 
     def refuse(line: int, why: str) -> None:
         outcome.rejected += 1
         rejects(line, why)
 
+    async def store(
+        planned: list[batches.Planned],
+        sealing: asyncio.Future[Sealed],
+        read: int,
+        after: asyncio.Task[None] | None,
+    ) -> None:
+        kept, sealed = [], []
+        for plan, blob in zip(planned, await sealing, strict=True):
+            if isinstance(blob, L.LetterRefused):
+                refuse(plan[0], f"{blob.field}: {blob.message}")
+            else:
+                kept.append(plan)
+                sealed.append(blob)
+        rows = batches.prepared_rows(kept, sealed, sender_orgnr=sender_orgnr, batch_id=batch_id)
+        async with db.session() as session:
+            await batches.add_letters(session, batch_id, sender_orgnr, rows, after=after)
+        outcome.stored += len(rows)
+        progress("stored", read)
+
     async def store_in_order() -> None:
-        while (item := await queue.get()) is not None:
-            planned, sealing, read = item
-            kept, sealed = [], []
-            for plan, blob in zip(planned, await sealing, strict=True):
-                if isinstance(blob, L.LetterRefused):
-                    refuse(plan[0], f"{blob.field}: {blob.message}")
-                else:
-                    kept.append(plan)
-                    sealed.append(blob)
-            rows = batches.prepared_rows(kept, sealed, sender_orgnr=sender_orgnr, batch_id=batch_id)
-            async with db.session() as session:
-                await batches.add_letters(session, batch_id, sender_orgnr, rows)
-            outcome.stored += len(rows)
-            progress("stored", read)
+        running: set[asyncio.Task[None]] = set()
+        last: asyncio.Task[None] | None = None
+        try:
+            while (item := await queue.get()) is not None:
+                last = asyncio.create_task(store(*item, after=last))
+                running.add(last)
+                while len(running) >= storers:
+                    done, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                    for task in done:
+                        task.result()  # raises what stopped it
+            for task in running:
+                await task
+        finally:
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
 
     with _pool(processes) as pool:
         storing = asyncio.create_task(store_in_order())
