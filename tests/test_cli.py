@@ -142,3 +142,24 @@ def test_serve_believes_forwarded_headers_only_from_trusted_proxies(
         )
     assert response.status_code == 200
     assert ("strict-transport-security" in response.headers) is believed
+
+
+def test_every_part_loads_when_asked_for() -> None:
+    """The parts' commands are imported on first use: each must still be found."""
+    from importlib import import_module
+
+    import typer
+    from typer.testing import CliRunner
+
+    from felles.cli import PARTS, app
+
+    runner = CliRunner()
+    listed = runner.invoke(app, ["--help"])
+    assert listed.exit_code == 0
+    for name in PARTS:
+        assert name in listed.output
+        shown = runner.invoke(app, [name, "--help"])
+        assert shown.exit_code == 0, shown.output
+        module, attribute = PARTS[name]
+        commands = typer.main.get_group(getattr(import_module(module), attribute)).commands
+        assert commands and all(command in shown.output for command in commands)

@@ -866,15 +866,6 @@ def test_cli_scopes(cli_env: None) -> None:
     assert_clear_error(runner.invoke(scopes_app, ["grant", name, "12"]), 2, "organisation number")
 
 
-def felles_has_client_commands() -> bool:
-    from felles.cli import app
-
-    return any(group.name == "clients" for group in app.registered_groups)
-
-
-@pytest.mark.skipif(
-    not felles_has_client_commands(), reason="`felles clients` is not registered in felles.cli yet"
-)
 def test_the_real_felles_command(settings: Settings, db: Database) -> None:
     def felles(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
