@@ -149,8 +149,11 @@ async def run_the_mailing(settings: Settings, db: Database, file: Path, log: Pat
     digital = await count(db, Letter.channel == "digital")
     assert await count(db, Letter.channel == "print") + digital == LETTERS
     assert await count(db, model=LetterContent) == LETTERS
-    assert await count(db, Notification.status == "held", model=Notification) == 0
     async with db.session() as session:
+        told = await session.scalar(select(func.count(func.distinct(Notification.letter_id))))
+        assert told + await count(db, Letter.notification_failed) == digital, (
+            "every digital letter has its notifications, or its sender hears why not"
+        )
         duplicates = await session.scalar(
             select(func.count()).select_from(
                 select(Notification.letter_id)

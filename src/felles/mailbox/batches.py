@@ -2,10 +2,10 @@
 are released together) or cancelled before that.
 
 Filling seals and stores each letter at once (nothing readable is kept while a batch
-waits); its letters stay `accepted` and their notifications `held`. Each letter has its
+waits); its letters stay `accepted`, with no notifications yet. Each letter has its
 line number in the batch (`seq`, unique), so an upload that crashed resumes after the
 last line stored and never stores a line twice. Release runs in the worker, a chunk of
-letters per transaction: a chunk is released (delivered, notifications due) entirely or
+letters per transaction: a chunk is released (delivered, notifications made) entirely or
 not at all, so a worker killed mid-batch leaves nothing half done and a restarted one
 carries on with the letters still `accepted`.
 """
@@ -16,14 +16,14 @@ import asyncio
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Literal
+from datetime import UTC, datetime
+from typing import Literal, cast
 
-from sqlalchemy import and_, case, delete, func, select, update
+from sqlalchemy import Table, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from felles.db import Database, dialect_name
+from felles.db import Database, dialect_name, insert_many
 from felles.mailbox import letters as L
 from felles.mailbox.mailbox_events import batch_changed, letter_changed
 from felles.mailbox.models import Batch, Letter, Notification
@@ -31,13 +31,16 @@ from felles.mailbox.sending import (
     Prepared,
     UnknownPerson,
     certificates,
+    notification_rows,
     prepare,
     reach,
     sender_name,
     store_many,
     utc,
 )
+from felles.registry.models import ContactInfo
 
+_NOTIFICATIONS = cast(Table, Notification.__table__)
 RELEASE_CHUNK = 5_000
 RELEASERS = 2  # PostgreSQL: chunks released side by side (one left a core idle)
 MAX_LETTERS_PER_CALL = 1_000
@@ -326,13 +329,22 @@ async def release_some(db: Database, limit: int = RELEASE_CHUNK) -> int | None:
             if batch.status != "committed":
                 return 0
         waiting = (
-            select(Letter.id, Letter.repeat_after_days, Letter.notification_failed)
+            select(
+                Letter.id,
+                Letter.channel,
+                Letter.notify,
+                Letter.repeat_after_days,
+                Letter.visible_from,
+                ContactInfo.email.is_not(None),
+                ContactInfo.mobile.is_not(None),
+            )
+            .outerjoin(ContactInfo, ContactInfo.pid == Letter.recipient_pid)
             .where(Letter.batch_id == batch.id, Letter.status == "accepted")
             .order_by(Letter.seq)
             .limit(limit)
         )
         if postgresql:  # workers release chunks side by side, each its own letters
-            waiting = waiting.with_for_update(skip_locked=True)
+            waiting = waiting.with_for_update(skip_locked=True, of=Letter)
         rows = (await session.execute(waiting)).all()
         now = datetime.now(UTC)
         if not rows:
@@ -351,53 +363,42 @@ async def release_some(db: Database, limit: int = RELEASE_CHUNK) -> int | None:
             went = (await counts(session, batch.id))["channels"]
             await batch_changed(session, batch.id, batch.sender_orgnr, "released", went)
             return 0
-        ids = [letter_id for letter_id, _, _ in rows]
+        ids = [row.id for row in rows]
         await session.execute(
             update(Letter)
             .where(Letter.id.in_(ids))
-            .values(status="delivered", delivered_at=now)
+            .values(status="delivered", delivered_at=now, notification_failed=False)
             .execution_options(synchronize_session=False)
         )
-        await _notifications_due(session, [(i, days) for i, days, _ in rows], now)
-        unreachable = [letter_id for letter_id, _, failed in rows if failed]
+        # Their notifications, by the contact details the person has now.
+        notifications, unreachable = [], []
+        for letter_id, channel, notify, days, visible_from, email, mobile in rows:
+            if channel != L.Channel.digital.value or not notify:
+                continue
+            if not (email or mobile):
+                unreachable.append(letter_id)
+                continue
+            notifications += notification_rows(
+                letter_id,
+                email=bool(email),
+                mobile=bool(mobile),
+                repeat_after_days=days,
+                first_due=max(utc(visible_from) or now, now),
+            )
+        await insert_many(session, _NOTIFICATIONS, notifications)
         if unreachable:  # nobody to tell: the sender hears it now, once per letter
+            await session.execute(
+                update(Letter)
+                .where(Letter.id.in_(unreachable))
+                .values(notification_failed=True)
+                .execution_options(synchronize_session=False)
+            )
             found = await session.execute(
                 select(Letter.__table__).where(Letter.id.in_(unreachable))
             )
             for row in found.mappings():
                 await letter_changed(session, dict(row), "notification_failed")
         return len(ids)
-
-
-async def _notifications_due(
-    session: AsyncSession, rows: Sequence[tuple[str, int | None]], now: datetime
-) -> None:
-    """The released letters' notifications become due: the first at once (or when the
-    letter becomes visible), a reminder that many days after that."""
-    by_days: dict[int, list[str]] = defaultdict(list)
-    for letter_id, days in rows:
-        by_days[days or 0].append(letter_id)
-    for days, ids in by_days.items():
-        for repetition, earliest in ((0, now), (1, now + timedelta(days=days))):
-            if repetition == 1 and not days:
-                continue
-            await session.execute(
-                update(Notification)
-                .where(
-                    and_(
-                        Notification.letter_id.in_(ids),
-                        Notification.status == "held",
-                        Notification.repetition == repetition,
-                    )
-                )
-                .values(
-                    status="pending",
-                    due_at=case(
-                        (Notification.due_at < earliest, earliest), else_=Notification.due_at
-                    ),
-                )
-                .execution_options(synchronize_session=False)
-            )
 
 
 async def release_all(

@@ -3,7 +3,7 @@
 The registers are read once per call for every recipient in it, the letters are sealed
 (in the caller, or in worker processes for bulk), and the rows are written together: the
 letter's metadata, its encrypted content and the notifications due. A batch's letters
-and notifications wait (`accepted`, `held`) until the batch is released.
+wait (`accepted`) until the batch is released, and get their notifications then.
 """
 
 from __future__ import annotations
@@ -131,8 +131,8 @@ def prepare(
     batch_id: str | None = None,
     seq: int | None = None,
 ) -> Prepared:
-    """The rows of one letter. In a batch it waits (`accepted`, notifications `held`)
-    until the batch is released; otherwise it is delivered now."""
+    """The rows of one letter. In a batch it waits (`accepted`, and no notifications
+    yet) until the batch is released; otherwise it is delivered now."""
     # In UTC: SQLite keeps a time without its offset.
     visible_from = max(letter.visible_from or now, now).astimezone(UTC)
     status = (
@@ -141,21 +141,15 @@ def prepare(
     notifications = []
     no_way_to_notify = False
     if chosen.channel is L.Channel.digital and letter.notify:
-        channels = [c for c, v in (("email", reach.email), ("sms", reach.mobile)) if v]
-        no_way_to_notify = not channels
-        repeats = [0] if letter.repeat_after_days is None else [0, letter.repeat_after_days]
-        notifications = [
-            {
-                "letter_id": letter_id,
-                "channel": channel,
-                "repetition": repetition,
-                "due_at": visible_from + timedelta(days=days),
-                "status": "held" if batch_id else "pending",
-                "attempts": 0,
-            }
-            for repetition, days in enumerate(repeats)
-            for channel in channels
-        ]
+        no_way_to_notify = not (reach.email or reach.mobile)
+        if not batch_id:  # a batch's are made when it is released (`notification_rows`)
+            notifications = notification_rows(
+                letter_id,
+                email=bool(reach.email),
+                mobile=bool(reach.mobile),
+                repeat_after_days=letter.repeat_after_days,
+                first_due=visible_from,
+            )
     row = {
         "id": letter_id,
         "sender_orgnr": sender_orgnr,
@@ -184,6 +178,32 @@ def prepare(
     }
     content = {"letter_id": letter_id, "cms": sealed} if sealed is not None else None
     return Prepared(row, content, notifications)
+
+
+def notification_rows(
+    letter_id: str,
+    *,
+    email: bool,
+    mobile: bool,
+    repeat_after_days: int | None,
+    first_due: datetime,
+) -> list[dict[str, Any]]:
+    """A delivered letter's notifications, by every way the person can be reached: the
+    first due at `first_due`, a reminder that many days later if the sender asked."""
+    channels = [channel for channel, known in (("email", email), ("sms", mobile)) if known]
+    repeats = [0] if repeat_after_days is None else [0, repeat_after_days]
+    return [
+        {
+            "letter_id": letter_id,
+            "channel": channel,
+            "repetition": repetition,
+            "due_at": first_due + timedelta(days=days),
+            "status": "pending",
+            "attempts": 0,
+        }
+        for repetition, days in enumerate(repeats)
+        for channel in channels
+    ]
 
 
 async def sender_name(session: AsyncSession, orgnr: str) -> str:
