@@ -5,9 +5,9 @@ JSON Lines (one letter each, its own small PDF inline as base64, to a person of 
 population in turn) go through `felles.mailbox.bulk.send_lines`, the code behind
 `felles mailbox send-batch`: parse and check each line, look the chunk's recipients up
 in the registers, choose the channel (digital / print / none), encrypt each letter as
-CMS EnvelopedData for its provider in worker processes (one per core), store letters,
-encrypted content and the notifications due, then commit the batch and release it
-(every letter delivered, notifications pending). Letters per second are over that whole
+CMS EnvelopedData for its provider in worker processes (one per core), store letters
+and encrypted content, then commit the batch and release it (every letter delivered,
+its notifications made and pending). Letters per second are over that whole
 span; memory is the resident size of this process and its sealing processes, sampled
 every second, so a flat line shows nothing grows with the batch.
 
