@@ -21,6 +21,7 @@ import asyncio
 import base64
 import json
 import os
+import resource
 import sys
 import tempfile
 import threading
@@ -124,6 +125,14 @@ class MemoryWatch:
         }
 
 
+def own_cpu_seconds() -> float:
+    """CPU of this process and of its children that have ended (the sealing processes,
+    reaped when the pool shuts down): sampling /proc at the end would miss them."""
+    mine = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return mine.ru_utime + mine.ru_stime + children.ru_utime + children.ru_stime
+
+
 async def run_backend(
     backend: str, url: str, dbname: str, folder: Path, args: argparse.Namespace
 ) -> dict[str, Any]:
@@ -153,7 +162,7 @@ async def run_backend(
                     select(Person.pid).where(Person.deceased_on.is_(None)).order_by(Person.pid)
                 )
             )
-        ticks = common.tree_ticks(os.getpid())
+        cpu_before = own_cpu_seconds()
         db_ticks = common.database_ticks(dbname)
         machine = common.busy_ticks()
         done = 0
@@ -179,7 +188,7 @@ async def run_backend(
                 progress=progress,
             )
         seconds = time.perf_counter() - began
-        own = common.ticks_delta(ticks, common.tree_ticks(os.getpid()))
+        own = (own_cpu_seconds() - cpu_before) * common.CLK_TCK
         pg = common.ticks_delta(db_ticks, common.database_ticks(dbname))
         busy = common.busy_ticks() - machine
         async with db.session() as session:
