@@ -28,6 +28,7 @@ from felles.config import Settings
 from felles.db import Database
 from felles.mailbox import batches
 from felles.mailbox.letters_api import router
+from tests.fuzzing import release_abandoned_connections
 from tests.mailbox.mail import BATCHES, LETTERS, demo_people, letter, pdf, sender
 
 MAX_EXAMPLES = 40
@@ -59,6 +60,7 @@ class Target:
 
 @pytest.fixture
 async def target(db: Database, client: httpx.AsyncClient) -> Any:
+    release_abandoned_connections(db)
     who = await demo_people(db)
     headers = await sender(db, client, "statens-vegvesen")
     sent = await client.post(LETTERS, json=letter(who["felles"]), headers=headers)

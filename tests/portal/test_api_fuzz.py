@@ -28,6 +28,7 @@ from felles.db import Database
 from felles.events import api as events_api
 from felles.portal.api import SCOPE, router
 from felles.portal.models import Attachment
+from tests.fuzzing import release_abandoned_connections
 from tests.portal.agencies import AgencyAuth, agency_auth
 from tests.portal.conftest import MakeSubmission
 
@@ -67,6 +68,7 @@ class Target:
 async def target(
     db: Database, client: httpx.AsyncClient, make_submission: MakeSubmission, people: list[str]
 ) -> Target:
+    release_abandoned_connections(db)
     auth = await agency_auth(db, client, "oslo-kommune")
     made = await make_submission(
         auth.orgnr, attachments=[("a.txt", "text/plain", b"hei")], receipt_pdf=b"%PDF-1.7"
