@@ -52,6 +52,7 @@ async def make_submission(
     party_kind: PartyKind = PartyKind.person,
     party_id: str | None = None,
     submitted_by: str | None = None,
+    submitted_at: datetime | None = None,
 ) -> Submission:
     """A submitted form of a published example service, receipt not yet made."""
     pid = submitted_by or await some_person(db)
@@ -70,7 +71,7 @@ async def make_submission(
             party_id=party_id or pid,
             submitted_by=pid,
             data=data,
-            submitted_at=datetime.now(UTC),
+            submitted_at=submitted_at or datetime.now(UTC),
         )
         session.add(submission)
     return submission

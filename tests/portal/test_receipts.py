@@ -6,8 +6,7 @@ import asyncio
 import concurrent.futures
 import io
 import time
-from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pypdf
@@ -34,18 +33,21 @@ KINDERGARTEN = {
 
 class CountingPool(concurrent.futures.ThreadPoolExecutor):
     """Renders in threads and counts each render by reference; each render is slowed
-    a little so that two workers really overlap."""
+    a little so that two workers really overlap, and `started` is set (on the event
+    loop's thread, where work is handed over) once the first render is handed over."""
 
     def __init__(self, delay: float = 0.0) -> None:
         super().__init__(max_workers=4)
         self.rendered: list[str] = []
         self.delay = delay
+        self.started = asyncio.Event()
 
     def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
         if fn is receipts.render_batch_in_worker:  # (jobs,): (code, version, doc, facts, lang)
             self.rendered.extend(job[3].reference for job in args[0])
         else:  # render_in_worker(code, version, doc, facts, lang)
             self.rendered.append(args[3].reference)
+        self.started.set()
 
         def slowly() -> Any:
             time.sleep(self.delay)
@@ -121,16 +123,30 @@ async def test_the_default_process_pool(db: Database) -> None:
 async def test_two_workers_never_render_the_same_receipt(db: Database) -> None:
     if db.is_sqlite:
         pytest.skip("SKIP LOCKED is PostgreSQL's; SQLite serves one process")
-    made = [await make_submission(db, "kindergarten-place", KINDERGARTEN) for _ in range(24)]
-    with CountingPool(delay=0.01) as pool:
-        first, second = await asyncio.gather(
-            receipts.generate_pending(db, pool=pool, limit=12),
-            receipts.generate_pending(db, pool=pool, limit=1000),
+    # Older than anything other tests leave waiting in the shared database, so the first
+    # worker's twelve are the oldest twelve of these.
+    long_ago = datetime(1990, 1, 1, tzinfo=UTC)
+    made = [
+        await make_submission(
+            db, "kindergarten-place", KINDERGARTEN, submitted_at=long_ago + timedelta(minutes=i)
         )
-    counts = Counter(pool.rendered)
-    assert all(counts[s.reference] == 1 for s in made), counts
-    assert max(counts.values()) == 1
-    assert first > 0 and second > 0  # both took part, each its own batch
+        for i in range(24)
+    ]
+    with CountingPool(delay=0.2) as first_pool, CountingPool() as second_pool:
+
+        async def second_while_the_first_holds_its_claim() -> int:
+            await first_pool.started.wait()
+            return await receipts.generate_pending(db, pool=second_pool, limit=1000)
+
+        first, second = await asyncio.gather(
+            receipts.generate_pending(db, pool=first_pool, limit=12),
+            second_while_the_first_holds_its_claim(),
+        )
+    ours = [s.reference for s in made]
+    by_first = [r for r in first_pool.rendered if r in ours]
+    by_second = [r for r in second_pool.rendered if r in ours]
+    assert by_first == ours[:12] and first == 12
+    assert sorted(by_second) == sorted(ours[12:]) and second >= 12
     for submission in made:
         assert (await stored(db, submission.id))[1] is not None
 
