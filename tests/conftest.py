@@ -19,6 +19,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
@@ -26,6 +27,10 @@ import pytest
 from felles.app import create_app
 from felles.config import Environment, Settings
 from felles.db import Database
+from tests.web.browser import Site, browser_fixture
+
+if TYPE_CHECKING:
+    from playwright.async_api import Browser
 
 BACKEND = os.environ.get("FELLES_TEST_BACKEND", "sqlite")
 PG_ADMIN_URL = os.environ.get("FELLES_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -214,3 +219,16 @@ def live_server(settings: Settings, db: Database) -> Iterator[str]:
     """The real `felles serve --demo` over real HTTP on a free port, for browser tests."""
     with serving(settings) as base_url:
         yield base_url
+
+
+# One headless Chromium for the whole session (skips, or fails under CI, without it).
+browser = browser_fixture()
+
+
+@pytest.fixture(scope="session")
+async def site(browser: Browser, live_server: str) -> AsyncIterator[Site]:
+    """`live_server` in that browser: one context per language (holding the language
+    cookie) shared across tests; every test gets fresh pages, closed when it ends."""
+    shared = Site(browser=browser, base_url=live_server)
+    yield shared
+    await shared.close()

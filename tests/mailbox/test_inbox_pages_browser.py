@@ -6,7 +6,6 @@ sideways on the inbox, a search with no hits, the archive, a letter and "delete?
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -17,19 +16,11 @@ from felles.db import Database
 from felles.mailbox import inbox
 from tests.mailbox.mail import LETTERS, letter, pdf, sender
 from tests.mailbox.test_inbox_pages import felles_people
-from tests.web.browser import ConsoleLog, Site, assert_page_passes, browser_fixture
+from tests.web.browser import NARROW, ConsoleLog, Site, assert_page_passes_at_widths
 from tests.web.browser import log_in as browser_log_in
 
 pytestmark = pytest.mark.browser
 LANGUAGES = ("nb", "nn", "en")
-browser = browser_fixture()
-
-
-@pytest.fixture(scope="module")
-async def site(browser, live_server: str) -> AsyncIterator[Site]:  # type: ignore[no-untyped-def]
-    shared = Site(browser=browser, base_url=live_server)
-    yield shared
-    await shared.close()
 
 
 @pytest.fixture(scope="module")
@@ -64,8 +55,8 @@ async def mail(app: Any, db: Database) -> dict[str, str]:
     return {"pid": me, "letter": sent.json()["id"], "sensitive": sensitive.json()["id"]}
 
 
-async def check(page: Page, console: ConsoleLog, where: str, width: int) -> None:
-    await assert_page_passes(page, where, width)
+async def check(page: Page, console: ConsoleLog, where: str) -> None:
+    await assert_page_passes_at_widths(page, where)
     assert console.unexpected_errors() == [], console.errors
 
 
@@ -73,9 +64,8 @@ async def log_in(site: Site, context: BrowserContext, pid: str) -> None:
     await browser_log_in(site, context, pid, "/mailbox")
 
 
-@pytest.mark.parametrize("width", [320, 1280], ids=lambda w: f"{w}px")
 @pytest.mark.parametrize("lang", LANGUAGES)
-async def test_mailbox_pages(site: Site, mail: dict[str, str], lang: str, width: int) -> None:
+async def test_mailbox_pages(site: Site, mail: dict[str, str], lang: str) -> None:
     context = await site.new_context()
     try:
         setup = await context.new_page()
@@ -84,31 +74,31 @@ async def test_mailbox_pages(site: Site, mail: dict[str, str], lang: str, width:
         await log_in(site, context, mail["pid"])
         page = await context.new_page()
         console = ConsoleLog.attach(page)
-        await page.set_viewport_size({"width": width, "height": 800})
+        await page.set_viewport_size({"width": NARROW, "height": 800})
 
         await page.goto(site.url("/mailbox"))
         assert await page.locator(f"a[href='/mailbox/letters/{mail['letter']}']").count()
         assert await page.locator(f"a[href='/mailbox/letters/{mail['sensitive']}']").count()
-        await check(page, console, f"mailbox [{lang}, {width}]", width)
+        await check(page, console, f"mailbox [{lang}]")
 
         await page.goto(site.url("/mailbox?q=nothing-matches-this"))
-        await check(page, console, f"mailbox, no matches [{lang}, {width}]", width)
+        await check(page, console, f"mailbox, no matches [{lang}]")
         await page.goto(site.url("/mailbox?folder=archive"))
         assert await page.locator(".inbox-item").count() >= 1
-        await check(page, console, f"archive [{lang}, {width}]", width)
+        await check(page, console, f"archive [{lang}]")
 
         await page.goto(site.url(f"/mailbox/letters/{mail['letter']}"))
         assert await page.locator("a[href$='/documents/1/download']").count() == 1
-        await check(page, console, f"letter [{lang}, {width}]", width)
+        await check(page, console, f"letter [{lang}]")
 
         # Mark it unread from the letter: back in the inbox, with a notice.
         await page.click(f"form[action='/mailbox/letters/{mail['letter']}/unread'] button")
         await page.wait_for_load_state()
         assert "done=unread" in page.url, page.url
         assert await page.locator(".notice[role=status]").count() == 1
-        await check(page, console, f"mailbox after an action [{lang}, {width}]", width)
+        await check(page, console, f"mailbox after an action [{lang}]")
 
         await page.goto(site.url(f"/mailbox/letters/{mail['letter']}/delete?back=/mailbox"))
-        await check(page, console, f"delete? [{lang}, {width}]", width)
+        await check(page, console, f"delete? [{lang}]")
     finally:
         await context.close()

@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
@@ -19,24 +18,11 @@ from felles.db import Database
 from felles.portal.models import Attachment, Message, MessageKind, PartyKind
 from felles.registry import service as registry
 from felles.registry.models import Role
-from tests.web.browser import (
-    ConsoleLog,
-    Site,
-    assert_page_passes,
-    browser_fixture,
-)
+from tests.web.browser import NARROW, ConsoleLog, Site, assert_page_passes_at_widths
 from tests.web.browser import log_in as browser_log_in
 
 pytestmark = pytest.mark.browser
 LANGUAGES = ("nb", "nn", "en")
-browser = browser_fixture()
-
-
-@pytest.fixture(scope="module")
-async def site(browser, live_server: str) -> AsyncIterator[Site]:  # type: ignore[no-untyped-def]
-    shared = Site(browser=browser, base_url=live_server)
-    yield shared
-    await shared.close()
 
 
 @pytest.fixture(scope="module")
@@ -82,8 +68,8 @@ async def manager(db: Database) -> dict[str, str]:
     return {"pid": role.pid, "orgnr": org.orgnr, "message": message_id}
 
 
-async def check(page: Page, console: ConsoleLog, where: str, width: int) -> None:
-    await assert_page_passes(page, where, width)
+async def check(page: Page, console: ConsoleLog, where: str) -> None:
+    await assert_page_passes_at_widths(page, where)
     # A form with mistakes is answered 400 on purpose; the browser logs that status.
     assert console.unexpected_errors(lambda e: "status of 400" in e) == [], console.errors
 
@@ -92,9 +78,8 @@ async def log_in(site: Site, context: BrowserContext, pid: str) -> None:
     await browser_log_in(site, context, pid, "/portal/inbox")
 
 
-@pytest.mark.parametrize("width", [320, 1280], ids=lambda w: f"{w}px")
 @pytest.mark.parametrize("lang", LANGUAGES)
-async def test_portal_pages(site: Site, manager: dict[str, str], lang: str, width: int) -> None:
+async def test_portal_pages(site: Site, manager: dict[str, str], lang: str) -> None:
     context = await site.new_context()
     try:
         setup = await context.new_page()
@@ -103,38 +88,38 @@ async def test_portal_pages(site: Site, manager: dict[str, str], lang: str, widt
         await log_in(site, context, manager["pid"])
         page = await context.new_page()
         console = ConsoleLog.attach(page)
-        await page.set_viewport_size({"width": width, "height": 800})
+        await page.set_viewport_size({"width": NARROW, "height": 800})
 
         await page.goto(site.url("/portal/services"))
-        await check(page, console, f"catalogue [{lang}, {width}]", width)
+        await check(page, console, f"catalogue [{lang}]")
         await page.fill("#q", "xyzzy")
         await page.click("form[role=search] button[type=submit]")
-        await check(page, console, f"catalogue, no hits [{lang}, {width}]", width)
+        await check(page, console, f"catalogue, no hits [{lang}]")
 
         await page.goto(site.url("/portal/inbox"))
         assert await page.locator(f"a[href='/portal/inbox/messages/{manager['message']}']").count()
-        await check(page, console, f"inbox [{lang}, {width}]", width)
+        await check(page, console, f"inbox [{lang}]")
         await page.goto(site.url("/portal/inbox?q=nothing-matches-this&show=messages&unread=1"))
-        await check(page, console, f"inbox, no matches [{lang}, {width}]", width)
+        await check(page, console, f"inbox, no matches [{lang}]")
 
         await page.goto(site.url(f"/portal/inbox/messages/{manager['message']}"))
-        await check(page, console, f"message [{lang}, {width}]", width)
+        await check(page, console, f"message [{lang}]")
 
         await page.goto(site.url("/portal/my-data"))
         assert await page.locator(".data-use").count() > 0
-        await check(page, console, f"my data [{lang}, {width}]", width)
+        await check(page, console, f"my data [{lang}]")
 
         await page.goto(site.url("/portal/delegations"))
-        await check(page, console, f"delegations, as yourself [{lang}, {width}]", width)
+        await check(page, console, f"delegations, as yourself [{lang}]")
         await page.goto(site.url("/portal/party?next=/portal/delegations"))
         await page.check(f"input[name=party][value='organisation:{manager['orgnr']}']")
         await page.click("form[action='/portal/party'] button[type=submit]")
         await page.wait_for_load_state()
         assert page.url.endswith("/portal/delegations"), (page.url, await page.content())
-        await check(page, console, f"delegations [{lang}, {width}]", width)
+        await check(page, console, f"delegations [{lang}]")
         await page.fill("#pid", "12345678901")
         await page.click("form[action='/portal/delegations'] button[type=submit]")
         assert await page.locator(".error-summary").count() == 1
-        await check(page, console, f"delegations with errors [{lang}, {width}]", width)
+        await check(page, console, f"delegations with errors [{lang}]")
     finally:
         await context.close()

@@ -9,9 +9,11 @@ under `CI=true`, where they fail.
 How axe gets into the page: our pages send `Content-Security-Policy: script-src 'self'`,
 so `page.add_script_tag(path=...)` is refused (it inserts an inline `<script>`; Chromium
 blocks it and logs a CSP violation). `bypass_csp=True` on the context would work but
-would switch off the very policy the tests also check. So `run_axe` evaluates axe's
-source through the DevTools protocol (`page.evaluate`), which CSP does not govern: the
-page keeps its real policy and its console stays clean.
+would switch off the very policy the tests also check. So axe comes through the DevTools
+protocol, which CSP does not govern: `Site.new_context` registers it as an init script
+(each new document gets it from V8's code cache, about ten times cheaper than sending
+half a megabyte of source per page), and `run_axe` evaluates it into any page that lacks
+it. The page keeps its real policy and its console stays clean.
 """
 
 from __future__ import annotations
@@ -46,6 +48,9 @@ CHROMIUM_ARGS = (
     "--disable-sync",
 )
 LANGUAGE_CODES = ("nb", "nn", "en")
+# Every page is checked at the narrowest width we promise and at a desktop width.
+NARROW, WIDE = 320, 1280
+WIDTHS = (NARROW, WIDE)
 # What a browser in Norway sends; the language cookie overrides it.
 BROWSER_LOCALE = "nb-NO"
 WCAG_TAGS = ("wcag2a", "wcag2aa", "wcag21a", "wcag21aa")
@@ -373,6 +378,7 @@ class Site:
         context = await self.browser.new_context(**options)
         context.set_default_timeout(10_000)
         await context.add_init_script(script=CSP_LISTENER)
+        await context.add_init_script(script=axe_source())
         return context
 
     async def language_context(self, lang: str) -> BrowserContext:
@@ -420,6 +426,20 @@ async def assert_page_passes(page: Page, where: str, width: int) -> None:
     problems = await layout_problems(page)
     assert not problems, f"{where}:\n" + "\n".join(problems)
     assert await csp_violations(page) == []
+
+
+async def assert_page_passes_at_widths(
+    page: Page, where: str, widths: Iterable[int] = WIDTHS
+) -> None:
+    """`assert_page_passes` at each width in turn, then back at the page's own width. The
+    page is resized, not loaded again: one walk through a journey checks every page it
+    passes at every width."""
+    viewport = page.viewport_size
+    for width in widths:
+        await page.set_viewport_size({"width": width, "height": 800})
+        await assert_page_passes(page, f"{where} at {width} px", width)
+    if viewport is not None:
+        await page.set_viewport_size(viewport)
 
 
 async def log_in_with_testid(page: Page, pid: str, wait_for: str) -> None:

@@ -1,30 +1,11 @@
-"""Browser fixtures: one headless Chromium per session, one context per language.
-
-`site` drives the real `felles serve --demo` (the `live_server` fixture of tests/conftest.py)
-in that browser. Contexts are shared across tests (one per language, holding the
-language cookie); every test gets fresh pages, closed when it ends.
-"""
+"""The browser tests' report of axe's best-practice findings (the `browser` and `site`
+fixtures are in tests/conftest.py: one Chromium for the whole session)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
-
 import pytest
 
-from tests.web.browser import BEST_PRACTICE_FINDINGS, Site, browser_fixture
-
-if TYPE_CHECKING:
-    from playwright.async_api import Browser
-
-browser = browser_fixture()
-
-
-@pytest.fixture(scope="session")
-async def site(browser: Browser, live_server: str) -> AsyncIterator[Site]:
-    shared = Site(browser=browser, base_url=live_server)
-    yield shared
-    await shared.close()
+from tests.web.browser import BEST_PRACTICE_FINDINGS
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

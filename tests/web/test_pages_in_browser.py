@@ -16,13 +16,14 @@ import pytest
 
 from tests.web.browser import (
     LANGUAGE_CODES,
+    NARROW,
+    WIDE,
     ConsoleFilter,
     Site,
+    assert_page_passes_at_widths,
     csp_violations,
     format_violations,
     layout_problems,
-    page_width,
-    report_best_practice,
     run_axe,
     split_violations,
 )
@@ -45,7 +46,6 @@ PAGES = {
     "/api/docs": 200,
     "/does-not-exist": 404,
 }
-NARROW, WIDE = 320, 1280
 
 
 async def settle(page: Page) -> None:
@@ -64,30 +64,19 @@ def known_noise(path: str, status: int) -> ConsoleFilter:
     return allowed
 
 
-@pytest.mark.parametrize("width", [NARROW, WIDE], ids=lambda w: f"{w}px")
 @pytest.mark.parametrize("path", list(PAGES))
 @pytest.mark.parametrize("lang", LANGUAGE_CODES)
 async def test_page_passes_axe_fits_the_screen_and_keeps_a_clean_console(
-    site: Site, lang: str, path: str, width: int
+    site: Site, lang: str, path: str
 ) -> None:
-    async with site.page(lang, width) as (page, console):
+    async with site.page(lang, NARROW) as (page, console):
         response = await page.goto(site.url(path))
         assert response is not None and response.status == PAGES[path]
         await settle(page)
         assert await page.get_attribute("html", "lang") == lang
         assert (await page.title()).strip()
 
-        wcag, best_practice = split_violations(await run_axe(page))
-        report_best_practice(f"{path} [{lang}, {width} px]", best_practice)
-        assert not wcag, f"axe found WCAG 2.1 AA violations on {path} [{lang}, {width} px]:\n" + (
-            format_violations(wcag)
-        )
-
-        assert await page_width(page) <= width, f"{path} scrolls sideways at {width} px"
-        problems = await layout_problems(page)
-        assert not problems, f"{path} at {width} px:\n" + "\n".join(problems)
-
-        assert await csp_violations(page) == []
+        await assert_page_passes_at_widths(page, f"{path} [{lang}]")
         assert console.csp_messages() == []
         assert console.unexpected_errors(known_noise(path, PAGES[path])) == []
 
