@@ -25,10 +25,16 @@ from felles.config import Settings
 from felles.db import Database
 from felles.mailbox import contact
 from tests.mailbox.test_contact_pages import new_person, sent_code, unique_email, unique_mobile
-from tests.web.browser import NARROW, WIDTHS, ConsoleLog, Site, assert_page_passes_at_widths
+from tests.web.browser import (
+    NARROW,
+    PAGE_LANGUAGES,
+    WIDTHS,
+    ConsoleLog,
+    Site,
+    assert_page_passes_at_widths,
+)
 
 pytestmark = pytest.mark.browser
-LANGUAGES = ("nb", "nn", "en")
 
 
 @pytest.fixture
@@ -112,7 +118,7 @@ async def test_change_mobile_with_the_code_at_320px_in_bokmal(
         await context.close()
 
 
-@pytest.mark.parametrize("lang", LANGUAGES)
+@pytest.mark.parametrize("lang", PAGE_LANGUAGES)
 async def test_contact_pages(site: Site, db: Database, lang: str) -> None:
     pid = await person(db)
     page, (context, console) = await logged_in_page(site, lang, NARROW, pid)

@@ -16,11 +16,10 @@ from felles.db import Database
 from felles.mailbox import inbox
 from tests.mailbox.mail import LETTERS, letter, pdf, sender
 from tests.mailbox.test_inbox_pages import felles_people
-from tests.web.browser import NARROW, ConsoleLog, Site, assert_page_passes_at_widths
+from tests.web.browser import NARROW, PAGE_LANGUAGES, ConsoleLog, Site, assert_page_passes_at_widths
 from tests.web.browser import log_in as browser_log_in
 
 pytestmark = pytest.mark.browser
-LANGUAGES = ("nb", "nn", "en")
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +63,7 @@ async def log_in(site: Site, context: BrowserContext, pid: str) -> None:
     await browser_log_in(site, context, pid, "/mailbox")
 
 
-@pytest.mark.parametrize("lang", LANGUAGES)
+@pytest.mark.parametrize("lang", PAGE_LANGUAGES)
 async def test_mailbox_pages(site: Site, mail: dict[str, str], lang: str) -> None:
     context = await site.new_context()
     try:

@@ -18,11 +18,10 @@ from felles.db import Database
 from felles.portal.models import Attachment, Message, MessageKind, PartyKind
 from felles.registry import service as registry
 from felles.registry.models import Role
-from tests.web.browser import NARROW, ConsoleLog, Site, assert_page_passes_at_widths
+from tests.web.browser import NARROW, PAGE_LANGUAGES, ConsoleLog, Site, assert_page_passes_at_widths
 from tests.web.browser import log_in as browser_log_in
 
 pytestmark = pytest.mark.browser
-LANGUAGES = ("nb", "nn", "en")
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +77,7 @@ async def log_in(site: Site, context: BrowserContext, pid: str) -> None:
     await browser_log_in(site, context, pid, "/portal/inbox")
 
 
-@pytest.mark.parametrize("lang", LANGUAGES)
+@pytest.mark.parametrize("lang", PAGE_LANGUAGES)
 async def test_portal_pages(site: Site, manager: dict[str, str], lang: str) -> None:
     context = await site.new_context()
     try:

@@ -14,10 +14,9 @@ from playwright.async_api import Page
 from felles.db import Database
 from felles.identity import clients
 from felles.registry import service as registry
-from tests.web.browser import NARROW, Site, assert_page_passes_at_widths
+from tests.web.browser import NARROW, PAGE_LANGUAGES, Site, assert_page_passes_at_widths
 
 pytestmark = pytest.mark.browser
-LANGUAGES = ("nb", "nn", "en")
 
 
 async def check(page: Page, where: str) -> None:
@@ -54,7 +53,7 @@ def authorize_url(site: Site, client_id: str, **extra: str) -> str:
     return site.url("/authorize?" + urlencode(params))
 
 
-@pytest.mark.parametrize("lang", LANGUAGES)
+@pytest.mark.parametrize("lang", PAGE_LANGUAGES)
 async def test_login_journey_pages(site: Site, client_id: str, db: Database, lang: str) -> None:
     async with db.session() as session:
         person = (await registry.list_people(session, limit=1))[0]

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tests.web.browser import (
-    LANGUAGE_CODES,
     NARROW,
+    PAGE_LANGUAGES,
     WIDE,
     ConsoleFilter,
     Site,
@@ -65,7 +65,7 @@ def known_noise(path: str, status: int) -> ConsoleFilter:
 
 
 @pytest.mark.parametrize("path", list(PAGES))
-@pytest.mark.parametrize("lang", LANGUAGE_CODES)
+@pytest.mark.parametrize("lang", PAGE_LANGUAGES)
 async def test_page_passes_axe_fits_the_screen_and_keeps_a_clean_console(
     site: Site, lang: str, path: str
 ) -> None:

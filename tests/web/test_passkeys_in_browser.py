@@ -32,7 +32,7 @@ from tests.conftest import serving
 from tests.identity.conftest import register
 from tests.identity.oidc import Pkce, query_of
 from tests.web.browser import (
-    LANGUAGE_CODES,
+    PAGE_LANGUAGES,
     ConsoleLog,
     Site,
     csp_violations,
@@ -293,7 +293,7 @@ async def test_a_failed_ceremony_shows_an_error_summary_and_can_be_retried(
         await context.close()
 
 
-@pytest.mark.parametrize("lang", LANGUAGE_CODES)
+@pytest.mark.parametrize("lang", PAGE_LANGUAGES)
 async def test_passkey_pages_in_every_language(
     local_site: Site, db: Database, person: str, service_client: tuple[str, str], lang: str
 ) -> None:

@@ -19,7 +19,9 @@ from felles.portal.references import normalise
 from felles.registry.models import ContactInfo, Relation, Role
 from tests.portal.agencies import agency_auth
 from tests.web.browser import (
+    LANGUAGE_CODES,
     NARROW,
+    PAGE_LANGUAGES,
     ConsoleLog,
     Site,
     assert_page_passes,
@@ -27,7 +29,6 @@ from tests.web.browser import (
 )
 
 pytestmark = pytest.mark.browser
-LANGUAGES = ("nb", "nn", "en")
 CONTINUE = "form[action*='/pages/'] button[value=continue]"
 
 
@@ -115,9 +116,9 @@ async def own_browser(
         await context.close()
 
 
-@pytest.mark.parametrize("lang", LANGUAGES)
+@pytest.mark.parametrize("lang", PAGE_LANGUAGES)
 async def test_fill_in_and_send(site: Site, db: Database, lang: str) -> None:
-    pid = (await parents(db, 6))[LANGUAGES.index(lang) * 2]
+    pid = (await parents(db, 6))[LANGUAGE_CODES.index(lang) * 2]
     async with own_browser(site, lang, NARROW) as (page, console):
         await journey(page, site, pid, f"[{lang}]")
         assert console.unexpected_errors() == []
