@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import errno
+import faulthandler
+import signal
 import socket
 import sys
 from importlib import import_module
@@ -218,6 +220,8 @@ def share_metrics_between_workers(conf: Settings) -> None:
 
 
 def main() -> None:
+    if hasattr(signal, "SIGUSR1"):  # `kill -USR1 <pid>`: every thread's stack to stderr
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
     try:
         app()
     except KeyboardInterrupt:

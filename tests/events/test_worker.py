@@ -22,6 +22,9 @@ def run_worker_until(settings: Settings, receiver: Receiver, event_id: str) -> t
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        # Ctrl+C reaches it as at a terminal, however pytest was started: a shell that
+        # starts pytest in the background makes it (and so its children) ignore SIGINT.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         deadline = time.monotonic() + 30
@@ -29,7 +32,14 @@ def run_worker_until(settings: Settings, receiver: Receiver, event_id: str) -> t
             time.sleep(0.1)
     finally:
         process.send_signal(signal.SIGINT)
-        output, _ = process.communicate(timeout=20)
+        try:
+            output, _ = process.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGUSR1)  # where it hangs: every thread's stack
+            time.sleep(1)
+            process.kill()
+            output, _ = process.communicate()
+            raise AssertionError(f"felles worker did not stop on Ctrl+C:\n{output}") from None
     return process.returncode, output
 
 
