@@ -17,9 +17,9 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal, cast
+from typing import Any, Literal, cast
 
-from sqlalchemy import Table, delete, func, select, update
+from sqlalchemy import Table, and_, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -31,7 +31,7 @@ from felles.mailbox.sending import (
     Prepared,
     UnknownPerson,
     certificates,
-    notification_rows,
+    notifications_due,
     prepare,
     reach,
     sender_name,
@@ -247,13 +247,14 @@ def _seal_lines(
     sender: str,
     certs: dict[str, str],
 ) -> list[bytes | None]:
-    """`L.seal` for each line; a letter that cannot be sealed is refused by its line."""
-    sealed = []
-    for seq, letter, letter_id, chosen, who in planned:
-        try:
-            sealed.append(L.seal(letter, letter_id, chosen, who, sender, certs))
-        except L.LetterRefused as refused:
-            raise L.LetterRefused(f"letters[{seq}].{refused.field}", refused.message) from None
+    """`L.sealed_many` for the lines; a letter that cannot be sealed is refused by its
+    line (the first such line refuses the chunk)."""
+    results = L.sealed_many([(lt, i, r, w) for _, lt, i, r, w in planned], sender, certs)
+    sealed: list[bytes | None] = []
+    for (seq, *_), result in zip(planned, results, strict=True):
+        if isinstance(result, L.LetterRefused):
+            raise L.LetterRefused(f"letters[{seq}].{result.field}", result.message)
+        sealed.append(result)
     return sealed
 
 
@@ -328,6 +329,7 @@ async def release_some(db: Database, limit: int = RELEASE_CHUNK) -> int | None:
             batch = await _row(session, batch.sender_orgnr, batch.id, lock=True)
             if batch.status != "committed":
                 return 0
+        waiting_in_batch = and_(Letter.batch_id == batch.id, Letter.status == "accepted")
         waiting = (
             select(
                 Letter.id,
@@ -339,7 +341,7 @@ async def release_some(db: Database, limit: int = RELEASE_CHUNK) -> int | None:
                 ContactInfo.mobile.is_not(None),
             )
             .outerjoin(ContactInfo, ContactInfo.pid == Letter.recipient_pid)
-            .where(Letter.batch_id == batch.id, Letter.status == "accepted")
+            .where(waiting_in_batch)
             .order_by(Letter.seq)
             .limit(limit)
         )
@@ -352,11 +354,7 @@ async def release_some(db: Database, limit: int = RELEASE_CHUNK) -> int | None:
                 # The last chunks may still be on their way in other transactions:
                 # whoever finds nothing left once they are in marks the batch released.
                 batch = await _row(session, batch.sender_orgnr, batch.id, lock=True)
-                left = await session.scalar(
-                    select(Letter.id)
-                    .where(Letter.batch_id == batch.id, Letter.status == "accepted")
-                    .limit(1)
-                )
+                left = await session.scalar(select(Letter.id).where(waiting_in_batch).limit(1))
                 if batch.status != "committed" or left is not None:
                     return 0
             batch.status, batch.released_at = "released", now
@@ -371,20 +369,21 @@ async def release_some(db: Database, limit: int = RELEASE_CHUNK) -> int | None:
             .execution_options(synchronize_session=False)
         )
         # Their notifications, by the contact details the person has now.
-        notifications, unreachable = [], []
+        notifications: list[dict[str, Any]] = []
+        unreachable: list[str] = []
         for letter_id, channel, notify, days, visible_from, email, mobile in rows:
-            if channel != L.Channel.digital.value or not notify:
-                continue
-            if not (email or mobile):
-                unreachable.append(letter_id)
-                continue
-            notifications += notification_rows(
+            made, failed = notifications_due(
                 letter_id,
+                channel,
+                notify,
                 email=bool(email),
                 mobile=bool(mobile),
                 repeat_after_days=days,
                 first_due=max(utc(visible_from) or now, now),
             )
+            notifications += made
+            if failed:
+                unreachable.append(letter_id)
         await insert_many(session, _NOTIFICATIONS, notifications)
         if unreachable:  # nobody to tell: the sender hears it now, once per letter
             await session.execute(

@@ -156,11 +156,12 @@ async def send_lines(
     release: bool = True,
     processes: int = PROCESSES,
     chunk: int = CHUNK,
-    rejects: Callable[[int, str], None] = lambda line, why: None,
+    rejects_file: Path | None = None,
     progress: Progress = lambda phase, n: None,
 ) -> Outcome:
     """Store the lines not yet stored in the batch `reference` (made if new), then
-    commit and release it. Line numbers count from 0."""
+    commit and release it; the lines refused, and why, go to `rejects_file` (see
+    `reject_writer`). Line numbers count from 0."""
     async with db.session() as session:
         batch = await batches.find(session, sender_orgnr, reference)
         if batch is None:
@@ -172,6 +173,7 @@ async def send_lines(
         return outcome
     if batch.status == "open":
         progress("skipped", start)
+        rejects = reject_writer(rejects_file, start) if rejects_file else _no_rejects
         await _store_all(
             db,
             lines,
@@ -327,8 +329,25 @@ async def _put(queue: asyncio.Queue[Any], item: Any, storing: asyncio.Task[None]
     raise RuntimeError("The storing task ended early")
 
 
-def reject_writer(path: Path) -> Callable[[int, str], None]:
-    """Append each refused line's number and reason to `path` (JSON Lines)."""
+def _no_rejects(line: int, why: str) -> None:
+    pass
+
+
+def reject_writer(path: Path, start: int) -> Callable[[int, str], None]:
+    """Append each refused line's number and reason to `path` (JSON Lines), for a run
+    that stores from line `start` on. What the file says of those lines is dropped
+    first: a run that crashed wrote it before their chunk was stored, and this run
+    judges them again (a fresh batch starts at 0: an empty file)."""
+    kept = []
+    if path.exists():
+        with path.open(encoding="utf-8") as earlier:
+            for entry in earlier:
+                try:
+                    if json.loads(entry)["line"] < start:
+                        kept.append(entry.rstrip("\n") + "\n")
+                except (ValueError, KeyError, TypeError):
+                    continue  # half a line, written as the crash came
+    path.write_text("".join(kept), encoding="utf-8")
 
     def write(line: int, why: str) -> None:
         with path.open("a", encoding="utf-8") as out:

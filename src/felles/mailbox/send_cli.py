@@ -87,7 +87,7 @@ def send_batch(
                 base=file.parent,
                 commit=commit,
                 processes=processes,
-                rejects=bulk.reject_writer(rejected_file),
+                rejects_file=rejected_file,
                 progress=progress,
             )
 

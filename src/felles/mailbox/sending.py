@@ -138,18 +138,18 @@ def prepare(
     status = (
         L.Status.accepted if batch_id and chosen.status is L.Status.delivered else chosen.status
     )
-    notifications = []
+    notifications: list[dict[str, Any]] = []
     no_way_to_notify = False
-    if chosen.channel is L.Channel.digital and letter.notify:
-        no_way_to_notify = not (reach.email or reach.mobile)
-        if not batch_id:  # a batch's are made when it is released (`notification_rows`)
-            notifications = notification_rows(
-                letter_id,
-                email=bool(reach.email),
-                mobile=bool(reach.mobile),
-                repeat_after_days=letter.repeat_after_days,
-                first_due=visible_from,
-            )
+    if not batch_id:  # a batch's are decided when it is released
+        notifications, no_way_to_notify = notifications_due(
+            letter_id,
+            chosen.channel.value,
+            letter.notify,
+            email=bool(reach.email),
+            mobile=bool(reach.mobile),
+            repeat_after_days=letter.repeat_after_days,
+            first_due=visible_from,
+        )
     row = {
         "id": letter_id,
         "sender_orgnr": sender_orgnr,
@@ -180,19 +180,27 @@ def prepare(
     return Prepared(row, content, notifications)
 
 
-def notification_rows(
+def notifications_due(
     letter_id: str,
+    channel: str,
+    notify: bool,
     *,
     email: bool,
     mobile: bool,
     repeat_after_days: int | None,
     first_due: datetime,
-) -> list[dict[str, Any]]:
+) -> tuple[list[dict[str, Any]], bool]:
     """A delivered letter's notifications, by every way the person can be reached: the
-    first due at `first_due`, a reminder that many days later if the sender asked."""
+    first due at `first_due`, a reminder that many days later if the sender asked; and
+    whether notifying failed (a digital letter to be notified of, and no e-mail address
+    or mobile number to do it by)."""
+    if channel != L.Channel.digital.value or not notify:
+        return [], False
     channels = [channel for channel, known in (("email", email), ("sms", mobile)) if known]
+    if not channels:
+        return [], True
     repeats = [0] if repeat_after_days is None else [0, repeat_after_days]
-    return [
+    rows = [
         {
             "letter_id": letter_id,
             "channel": channel,
@@ -204,6 +212,7 @@ def notification_rows(
         for repetition, days in enumerate(repeats)
         for channel in channels
     ]
+    return rows, False
 
 
 async def sender_name(session: AsyncSession, orgnr: str) -> str:
