@@ -19,11 +19,11 @@ from felles.mailbox import bulk
 from felles.mailbox.models import Letter
 from felles.registry import service as registry
 from tests.mailbox.mail import demo_people, pdf
-from tests.mailbox.stored import ensure_providers
+from tests.mailbox.stored import NOT_IN_REGISTER, ensure_providers
 
 BAD = {  # line number: (what is wrong, a word the reason must hold)
     2: ("not a number", "recipient"),
-    4: ("nobody", "person"),
+    4: ("nobody", "nobody in the population register"),
     6: ("not a PDF", "PDF"),
     8: ("missing file", "missing.pdf"),
     10: ("not JSON", "JSON"),
@@ -46,7 +46,7 @@ def mailing(folder: Path, pid: str) -> list[str]:
         if number == 2:
             line["recipient"] = "12345678901"
         elif number == 4:
-            line["recipient"] = "02029912345"  # valid check digits, nobody in the register
+            line["recipient"] = NOT_IN_REGISTER
         elif number == 6:
             line["document"] = {
                 "name": "brev.pdf",
