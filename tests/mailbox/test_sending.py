@@ -7,8 +7,11 @@ from __future__ import annotations
 import base64
 import io
 import json
+import shutil
+import subprocess
 import zipfile
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -155,6 +158,31 @@ async def test_a_digital_letter_opens_to_exactly_what_was_sent(
     ]
     assert kept.letter.level == L.SENSITIVITY_LEVELS["sensitive"]
     assert kept.letter.mailbox_address, "the person's address at the provider"
+
+
+def test_the_package_is_a_zip_others_read(tmp_path: Path) -> None:
+    """`letters.package` writes its ZIP itself (for speed): Python's zipfile and Info-ZIP's
+    `unzip` read it, names in UTF-8 and every CRC right."""
+    main, extra = pdf("Vedtak"), pdf("Legeerklæring", pages=2)
+    content = L.LetterIn(
+        recipient="01010012356",
+        title="Vedtak om bostøtte",
+        main=L.Document("vedtak.pdf", main),
+        attachments=(L.Document("legeerklæring.pdf", extra),),
+    )
+    package = L.package(content, "id-1", "NAV")
+    with zipfile.ZipFile(io.BytesIO(package)) as archive:
+        assert archive.testzip() is None
+        names = archive.namelist()
+        assert names == ["manifest.json", "00-vedtak.pdf", "01-legeerklæring.pdf"]
+        assert archive.read(names[2]) == extra
+        assert all(i.compress_type == zipfile.ZIP_STORED for i in archive.infolist())
+    assert L.unpack(package).documents[1] == L.Document("legeerklæring.pdf", extra)
+    if shutil.which("unzip") is None:
+        pytest.skip("Info-ZIP's unzip is not installed")
+    (tmp_path / "letter.zip").write_bytes(package)
+    tested = subprocess.run(["unzip", "-t", str(tmp_path / "letter.zip")], capture_output=True)
+    assert tested.returncode == 0 and b"No errors detected" in tested.stdout, tested.stdout
 
 
 async def test_a_print_letter_is_sealed_for_the_print_provider(
