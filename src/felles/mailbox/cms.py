@@ -83,6 +83,13 @@ def _tlv(tag: int, body: bytes) -> bytes:
 
 
 def _header(tag: int, length: int) -> bytes:
+    # The short forms cover every header of a letter but its outermost few.
+    if length < 0x80:
+        return bytes((tag, length))
+    if length < 0x100:
+        return bytes((tag, 0x81, length))
+    if length < 0x10000:
+        return bytes((tag, 0x82, length >> 8, length & 0xFF))
     return bytes((tag,)) + _der_length(length)
 
 
@@ -176,10 +183,9 @@ def _encrypt_parts(content: bytes, recipient: Recipient) -> tuple[bytes, bytes, 
     cek = os.urandom(32)
     iv = os.urandom(16)
     encrypted_key = recipient.public_key.encrypt(cek, recipient.padding)
-    padder = padding.PKCS7(128).padder()
+    pad = 16 - len(content) % 16  # PKCS #7 (RFC 5652, 6.3): 1 to 16 bytes of their count
     encryptor = Cipher(algorithms.AES(cek), modes.CBC(iv)).encryptor()
-    ciphertext = encryptor.update(padder.update(content) + padder.finalize())
-    ciphertext += encryptor.finalize()
+    ciphertext = encryptor.update(content + bytes((pad,)) * pad) + encryptor.finalize()
     return encrypted_key, iv, ciphertext
 
 
