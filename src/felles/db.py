@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import operator
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -230,8 +231,16 @@ async def insert_many(
         await connection.execute(insert(table), list(rows))
         return
     names = list(rows[0])
-    as_json = {n for n in names if isinstance(table.c[n].type, JSON)}
-    records = [tuple(json.dumps(row[n]) if n in as_json else row[n] for n in names) for row in rows]
+    pick = operator.itemgetter(*names)  # one C call per row (a tuple: two names or more)
+    as_json = [i for i, n in enumerate(names) if isinstance(table.c[n].type, JSON)]
+    records: list[Any] = []
+    for row in rows:
+        values = pick(row) if len(names) > 1 else (row[names[0]],)
+        if as_json:
+            values = list(values)
+            for i in as_json:
+                values[i] = json.dumps(values[i])
+        records.append(values)
     driver = (await connection.get_raw_connection()).driver_connection
     assert driver is not None
     if not driver.is_in_transaction():
