@@ -4,8 +4,14 @@ tests/mailbox/test_sending_fuzz.py) share."""
 from __future__ import annotations
 
 import gc
+import os
 
 from felles.db import Database
+
+# Examples per operation and mode (valid, invalid), each a real request through the app
+# and its database: 20 in `make test` (on both databases), more for a deeper search
+# with FELLES_FUZZ_EXAMPLES=500 make test-postgresql.
+MAX_EXAMPLES = int(os.environ.get("FELLES_FUZZ_EXAMPLES", "20"))
 
 
 def release_abandoned_connections(db: Database) -> None:

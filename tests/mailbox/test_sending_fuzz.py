@@ -28,10 +28,9 @@ from felles.config import Settings
 from felles.db import Database
 from felles.mailbox import batches
 from felles.mailbox.letters_api import router
-from tests.fuzzing import release_abandoned_connections
+from tests.fuzzing import MAX_EXAMPLES, release_abandoned_connections
 from tests.mailbox.mail import BATCHES, LETTERS, demo_people, letter, pdf, sender
 
-MAX_EXAMPLES = 40
 OPERATIONS = sorted(
     (method, route.path)
     for route in router.routes

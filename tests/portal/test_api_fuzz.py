@@ -28,11 +28,10 @@ from felles.db import Database
 from felles.events import api as events_api
 from felles.portal.api import SCOPE, router
 from felles.portal.models import Attachment
-from tests.fuzzing import release_abandoned_connections
+from tests.fuzzing import MAX_EXAMPLES, release_abandoned_connections
 from tests.portal.agencies import AgencyAuth, agency_auth
 from tests.portal.conftest import MakeSubmission
 
-MAX_EXAMPLES = 40
 PREFIX = "/api/portal/v1"
 # The portal's own routes and the event routes mounted under its prefix.
 OPERATIONS = sorted(
