@@ -196,21 +196,21 @@ def notifications_due(
     or mobile number to do it by)."""
     if channel != L.Channel.digital.value or not notify:
         return [], False
-    channels = [channel for channel, known in (("email", email), ("sms", mobile)) if known]
-    if not channels:
+    ways = [way for way, known in (("email", email), ("sms", mobile)) if known]
+    if not ways:
         return [], True
     repeats = [0] if repeat_after_days is None else [0, repeat_after_days]
     rows = [
         {
             "letter_id": letter_id,
-            "channel": channel,
+            "channel": way,
             "repetition": repetition,
             "due_at": first_due + timedelta(days=days),
             "status": "pending",
             "attempts": 0,
         }
         for repetition, days in enumerate(repeats)
-        for channel in channels
+        for way in ways
     ]
     return rows, False
 
