@@ -231,11 +231,14 @@ async def insert_many(
         await connection.execute(insert(table), list(rows))
         return
     names = list(rows[0])
-    pick = operator.itemgetter(*names)  # one C call per row (a tuple: two names or more)
+    # One C call per row; itemgetter of one name gives the value, not a 1-tuple.
+    pick: Callable[[Mapping[str, Any]], Any] = (
+        operator.itemgetter(*names) if len(names) > 1 else lambda row: (row[names[0]],)
+    )
     as_json = [i for i, n in enumerate(names) if isinstance(table.c[n].type, JSON)]
     records: list[Any] = []
     for row in rows:
-        values = pick(row) if len(names) > 1 else (row[names[0]],)
+        values = pick(row)
         if as_json:
             values = list(values)
             for i in as_json:
