@@ -49,13 +49,14 @@ class _LazyParts(TyperGroup):
 
 
 app = typer.Typer(
+    rich_markup_mode="markdown",
     cls=_LazyParts,
     help="Felles: common digital building blocks for a public sector.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+db_app = typer.Typer(rich_markup_mode="markdown", help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 
 

@@ -10,7 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from felles.cliutil import err, fail, run, settings, with_database
 from felles.db import Database
 
-app = typer.Typer(help="Synthetic demo data.", no_args_is_help=True)
+app = typer.Typer(rich_markup_mode="markdown", help="Synthetic demo data.", no_args_is_help=True)
 
 
 @app.command("seed")

@@ -16,7 +16,11 @@ from felles.db import Database
 from felles.identity import crypto
 from felles.identity.keys import SUPPORTED_ALGS, KeyInfo, KeyStore, WrongMasterKey, list_keys
 
-app = typer.Typer(help="The login service: signing keys, expired rows.", no_args_is_help=True)
+app = typer.Typer(
+    rich_markup_mode="markdown",
+    help="The login service: signing keys, expired rows.",
+    no_args_is_help=True,
+)
 out = Console()
 
 # The longest a token we sign lives (8 hours) plus two minutes of leeway.

@@ -33,10 +33,12 @@ from felles.identity.clients import (
 T = TypeVar("T")
 
 clients_app = typer.Typer(
+    rich_markup_mode="markdown",
     help="Clients of the login service: public services' web apps and agencies' servers.",
     no_args_is_help=True,
 )
 scopes_app = typer.Typer(
+    rich_markup_mode="markdown",
     help="API scopes agencies expose, and which organisations may use them.",
     no_args_is_help=True,
 )

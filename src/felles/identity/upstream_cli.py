@@ -31,6 +31,7 @@ from felles.identity.keys import SUPPORTED_ALGS, KeyStore, WrongMasterKey
 T = TypeVar("T")
 
 app = typer.Typer(
+    rich_markup_mode="markdown",
     help="Upstream login providers (like BankID): Felles logs people in through them.",
     no_args_is_help=True,
 )

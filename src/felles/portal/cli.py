@@ -15,7 +15,11 @@ from felles.db import Database
 from felles.portal import catalogue
 from felles.portal.definition import DefinitionError
 
-app = typer.Typer(help="The service portal: services, forms and submissions.", no_args_is_help=True)
+app = typer.Typer(
+    rich_markup_mode="markdown",
+    help="The service portal: services, forms and submissions.",
+    no_args_is_help=True,
+)
 out = Console()
 
 

@@ -15,7 +15,11 @@ from felles.db import Database
 from felles.registry import service
 from felles.registry.numbers import InvalidNumber, parse_pid
 
-app = typer.Typer(help="The population, business and contact registers.", no_args_is_help=True)
+app = typer.Typer(
+    rich_markup_mode="markdown",
+    help="The population, business and contact registers.",
+    no_args_is_help=True,
+)
 out = Console()
 CLI_ACCESS = service.Access(accessed_by="felles-cli", purpose="operator lookup")
 
