@@ -14,6 +14,7 @@ from sqlalchemy import select, update
 
 from felles.config import Settings
 from felles.db import Database
+from felles.identity import housekeeping
 from felles.identity.models import RateCounter
 from felles.identity.ratelimit import (
     MAX_KEY_LENGTH,
@@ -136,7 +137,7 @@ async def test_database_window_restarts_after_expiry_even_with_old_rows(db: Data
     assert decision.allowed and decision.count == 1
 
 
-async def test_database_purge_drops_old_counters_only(db: Database) -> None:
+async def test_housekeeping_drops_old_counters_only(db: Database) -> None:
     limiter = DatabaseRateLimiter(db.engine)
     old, new = fresh_key(), fresh_key()
     await limiter.hit(old, 5, 60)
@@ -147,7 +148,7 @@ async def test_database_purge_drops_old_counters_only(db: Database) -> None:
             .where(RateCounter.key == old)
             .values(window_start=utcnow() - timedelta(days=2))
         )
-    assert await limiter.purge() >= 1
+    assert (await housekeeping.purge(db))["rate counters"] >= 1
     async with db.session() as session:
         keys = set(await session.scalars(select(RateCounter.key)))
     assert new in keys and old not in keys

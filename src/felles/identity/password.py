@@ -51,7 +51,7 @@ import pyotp
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from cryptography.exceptions import InvalidTag
-from sqlalchemy import delete, update
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from felles.config import Settings
@@ -391,15 +391,6 @@ class PasswordLogin:
         )
         await session.flush()
         return otc_id, code
-
-    async def purge_codes(self, older_than_seconds: int = 24 * 3600) -> int:
-        """Delete sent codes that expired long ago (for a periodic worker job)."""
-        cutoff = now() - timedelta(seconds=older_than_seconds)
-        async with self.db.session() as session:
-            result = await session.execute(
-                delete(OneTimeCode).where(OneTimeCode.expires_at < cutoff)
-            )
-        return _rowcount(result)
 
     async def check_code(
         self, session: AsyncSession, otc_id: str, pid: str, code: str

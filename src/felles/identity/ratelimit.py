@@ -146,15 +146,6 @@ class DatabaseRateLimiter(RateLimiter):
         async with self.engine.begin() as conn:
             await conn.execute(delete(RateCounter).where(RateCounter.key == storage_key(key)))
 
-    async def purge(self, older_than_seconds: int = 24 * 3600) -> int:
-        """Delete counters whose window began long ago (for a periodic worker job)."""
-        cutoff = utcnow() - timedelta(seconds=older_than_seconds)
-        async with self.engine.begin() as conn:
-            result = await conn.execute(
-                delete(RateCounter).where(RateCounter.window_start < cutoff)
-            )
-        return int(cast(Any, result).rowcount or 0)
-
 
 class RedisRateLimiter(RateLimiter):
     """Counters in Redis: keys expire on their own, nothing to purge."""
