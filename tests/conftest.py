@@ -27,6 +27,7 @@ import pytest
 from felles.app import create_app
 from felles.config import Environment, Settings
 from felles.db import Database
+from tests.processes import children, left_running
 from tests.web.browser import Site, browser_fixture
 
 if TYPE_CHECKING:
@@ -207,11 +208,13 @@ def serving(settings: Settings, *, host: str = "127.0.0.1", **env: str) -> Itera
                 raise RuntimeError("felles serve did not start in 60 s")
             yield base_url
         finally:
+            started = children(process.pid)  # receipt renderers, resource tracker
             process.terminate()
             try:
                 process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 process.kill()
+            assert left_running(started) == [], "felles serve left processes running"
 
 
 @pytest.fixture(scope="session")

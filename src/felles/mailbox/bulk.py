@@ -16,9 +16,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import concurrent.futures
 import json
-import multiprocessing
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -33,6 +31,7 @@ from felles.db import Database
 from felles.mailbox import batches
 from felles.mailbox import letters as L
 from felles.mailbox.sending import sender_name
+from felles.process_pool import process_pool
 from felles.registry.numbers import InvalidNumber, parse_pid
 
 CHUNK = 1_000
@@ -136,13 +135,6 @@ class Outcome:
 
 
 Progress = Callable[[str, int], None]  # (phase, how many more done)
-
-
-def _pool(processes: int) -> concurrent.futures.ProcessPoolExecutor:
-    # spawn, not fork: this process has an event loop and database connections.
-    return concurrent.futures.ProcessPoolExecutor(
-        processes, mp_context=multiprocessing.get_context("spawn")
-    )
 
 
 async def send_lines(
@@ -293,7 +285,7 @@ async def _store_all(
                 task.cancel()
             await asyncio.gather(*running, return_exceptions=True)
 
-    with _pool(processes) as pool:
+    with process_pool(processes) as pool:
         storing = asyncio.create_task(store_in_order())
         try:
             for items, read in _chunks(lines, start, chunk, base, refuse):

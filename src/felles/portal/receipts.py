@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import multiprocessing
 import os
 import random
 import threading
@@ -39,6 +38,7 @@ from felles.portal import attachments, catalogue, notify
 from felles.portal.definition import ServiceDefinition
 from felles.portal.models import Draft, PartyKind, Submission
 from felles.portal.receipt_pdf import AttachedFile, ReceiptFacts, render_receipt
+from felles.process_pool import process_pool
 from felles.registry import service as registry
 from felles.registry.numbers import mask_pid
 from felles.web.observability import log
@@ -64,12 +64,7 @@ def default_pool() -> concurrent.futures.Executor | None:
     with _pool_lock:
         if _pool is None:
             try:
-                # Spawned, not forked: a fork of a process with an event loop and driver
-                # threads can inherit locks held by threads that do not exist in the child.
-                context = multiprocessing.get_context("spawn")
-                _pool = concurrent.futures.ProcessPoolExecutor(
-                    max_workers=RENDER_PROCESSES, mp_context=context
-                )
+                _pool = process_pool(RENDER_PROCESSES)
             except (OSError, NotImplementedError, ImportError) as exc:
                 log.warning("receipt_pool_unavailable", error=type(exc).__name__)
                 return None
@@ -92,11 +87,12 @@ async def warm_pool() -> None:
 
 
 def shutdown_pool() -> None:
-    """Stop the worker process (for a clean exit; the next render starts a new one)."""
+    """Stop the rendering processes and wait for them (a render under way takes
+    milliseconds), so none outlives this process; the next render starts new ones."""
     global _pool
     with _pool_lock:
         if _pool is not None:
-            _pool.shutdown(wait=False, cancel_futures=True)
+            _pool.shutdown(wait=True, cancel_futures=True)
             _pool = None
 
 
