@@ -6,7 +6,7 @@ from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -64,6 +64,20 @@ class Settings(BaseSettings):
     # Virus scanning of uploads: "eicar" (refuses only the EICAR test file: dev and
     # demo), "clamd://host:port" (ClamAV's daemon), or "none".
     virus_scanner: str = Field(default="eicar", pattern=r"^(eicar|none|clamd://[^/:]+:[0-9]+)$")
+    # E-mail and SMS to people (login codes, mail notifications, receipts). A channel left
+    # unset writes each message to the data dir's outbox/ outside production, and is an
+    # error in production. The URL and the token are secrets: never shown or logged.
+    smtp_url: SecretStr | None = Field(
+        default=None,
+        description="smtp://host:25, smtp+starttls://user:pass@host:587 or smtps://host:465",
+    )
+    smtp_from: str = Field(default="no-reply@localhost", description="The sender of e-mail.")
+    sms_gateway_url: str | None = Field(
+        default=None, description='An HTTP endpoint taking POST {"to": ..., "text": ...}.'
+    )
+    sms_gateway_token: SecretStr | None = Field(
+        default=None, description="Sent to the SMS gateway as `Authorization: Bearer ...`."
+    )
 
     @field_validator("base_url")
     @classmethod

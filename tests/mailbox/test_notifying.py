@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
+from pydantic import SecretStr
 from sqlalchemy import func, select, update
 
 from felles.config import Settings
@@ -63,16 +64,16 @@ class RejectingSmtp(SmtpSink):
 
 
 @pytest.fixture
-def smtp(monkeypatch: pytest.MonkeyPatch) -> Iterator[SmtpSink]:
+def smtp(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> Iterator[SmtpSink]:
     with SmtpSink() as sink:
-        monkeypatch.setenv("FELLES_SMTP_URL", sink.url)
+        monkeypatch.setattr(settings, "smtp_url", SecretStr(sink.url))
         yield sink
 
 
 @pytest.fixture
-def gateway(monkeypatch: pytest.MonkeyPatch) -> Iterator[SmsGateway]:
+def gateway(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> Iterator[SmsGateway]:
     with SmsGateway() as sms:
-        monkeypatch.setenv("FELLES_SMS_GATEWAY_URL", sms.url)
+        monkeypatch.setattr(settings, "sms_gateway_url", sms.url)
         yield sms
 
 
@@ -467,7 +468,7 @@ async def test_a_refusing_mail_server_is_retried_then_given_up(
     noon = next_oslo(NOON)
     letter_id = await send_letter(db, client, who, noon, repeat_after_days=None)
     with RejectingSmtp() as smtp:
-        monkeypatch.setenv("FELLES_SMTP_URL", smtp.url)
+        monkeypatch.setattr(settings, "smtp_url", SecretStr(smtp.url))
         expected = [
             (noon, 1, "pending", noon + timedelta(minutes=1)),
             (noon + timedelta(minutes=1), 2, "pending", noon + timedelta(minutes=6)),
@@ -506,7 +507,7 @@ async def test_a_failed_sms_with_a_sent_email_is_no_failure_of_the_letter(
     noon = next_oslo(NOON)
     letter_id = await send_letter(db, client, who, noon, repeat_after_days=None)
     with SmsGateway(status=503) as sms:
-        monkeypatch.setenv("FELLES_SMS_GATEWAY_URL", sms.url)
+        monkeypatch.setattr(settings, "sms_gateway_url", sms.url)
         for minutes in (0, 1, 6):
             await notifying.send_due(db, settings, now=noon + timedelta(minutes=minutes))
     first = by_channel(await notifications(db, letter_id))
@@ -607,7 +608,7 @@ async def test_several_workers_send_each_notification_once(
             rounds.append(handled)
 
     with SmtpSink() as smtp:
-        monkeypatch.setenv("FELLES_SMTP_URL", smtp.url)
+        monkeypatch.setattr(settings, "smtp_url", SecretStr(smtp.url))
         await asyncio.gather(*(work() for _ in range(WORKERS)))
     assert who.email
     async with db.session() as session:

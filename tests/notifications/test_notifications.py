@@ -236,21 +236,25 @@ async def test_configuration_comes_from_the_environment(
     smtp: SmtpSink,
     sms_gateway: SmsGateway,
 ) -> None:
-    settings = Settings(env=Environment.test, data_dir=tmp_path)
     for name in ("FELLES_SMTP_URL", "FELLES_SMS_GATEWAY_URL", "FELLES_SMTP_FROM"):
         monkeypatch.delenv(name, raising=False)
-    dev = Notifier.from_environment(settings)
+    dev = Notifier.from_settings(Settings(env=Environment.test, data_dir=tmp_path))
     assert dev.smtp is None and dev.sms_gateway_url is None and dev.sender == DEFAULT_SENDER
     assert dev.outbox_dir == tmp_path / "outbox"
 
     monkeypatch.setenv("FELLES_SMTP_URL", smtp.url)
     monkeypatch.setenv("FELLES_SMTP_FROM", "Felles <post@felles.test>")
     monkeypatch.setenv("FELLES_SMS_GATEWAY_URL", sms_gateway.url)
-    configured = Notifier.from_environment(settings)
+    monkeypatch.setenv("FELLES_SMS_GATEWAY_TOKEN", "gateway-secret")
+    settings = Settings(env=Environment.test, data_dir=tmp_path)
+    for secret in ("gateway-secret", smtp.url):  # secrets stay out of reprs and dumps
+        assert secret not in repr(settings) and secret not in settings.model_dump_json()
+    configured = Notifier.from_settings(settings)
     await configured.send_email("ola@example.no", "Hei", "Tekst")
     await configured.send_sms("+4790000000", "Tekst")
     assert smtp.envelopes[0][0] == "post@felles.test"
     assert sms_gateway.texts_to("+4790000000") == ["Tekst"]
+    assert sms_gateway.headers[-1]["authorization"] == "Bearer gateway-secret"
     assert read_outbox(tmp_path / "outbox") == []
 
 
@@ -259,7 +263,7 @@ async def test_production_never_writes_an_outbox(
 ) -> None:
     monkeypatch.delenv("FELLES_SMTP_URL", raising=False)
     monkeypatch.delenv("FELLES_SMS_GATEWAY_URL", raising=False)
-    notifier = Notifier.from_environment(Settings(env=Environment.prod, data_dir=tmp_path))
+    notifier = Notifier.from_settings(Settings(env=Environment.prod, data_dir=tmp_path))
     with pytest.raises(NotificationError, match="FELLES_SMS_GATEWAY_URL"):
         await notifier.send_sms("+4791234567", "123456")
     with pytest.raises(NotificationError, match="FELLES_SMTP_URL"):

@@ -258,7 +258,7 @@ class PasswordLogin:
         return cls(
             db,
             rate_limiter(settings, db),
-            Notifier.from_environment(settings),
+            Notifier.from_settings(settings),
             crypto.master_key(settings),
         )
 

@@ -330,7 +330,7 @@ class ContactCodes:
         cls, settings: Settings, db: Database, limiter: RateLimiter | None = None
     ) -> ContactCodes:
         key = hmac.new(master_key(settings), b"felles contact register", hashlib.sha256).digest()
-        return cls(key, limiter or rate_limiter(settings, db), Notifier.from_environment(settings))
+        return cls(key, limiter or rate_limiter(settings, db), Notifier.from_settings(settings))
 
     def _derive(self, *parts: str) -> bytes:
         return hmac.new(self._key, "|".join(parts).encode(), hashlib.sha256).digest()

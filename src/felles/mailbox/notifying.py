@@ -186,7 +186,7 @@ async def send_due(
     `limit`: a round that ran out of time returns less (what it never tried is due again
     at once, for the next round or another worker)."""
     now = (now or datetime.now(UTC)).astimezone(UTC)
-    notifier = Notifier.from_environment(settings)  # a bad FELLES_SMTP_URL claims nothing
+    notifier = Notifier.from_settings(settings)  # a bad FELLES_SMTP_URL claims nothing
     async with db.session(autocommit=True) as session:
         anything = await session.scalar(
             select(Notification.id)

@@ -1,6 +1,6 @@
 """Send a person a short message by e-mail (SMTP) or SMS (an HTTP gateway).
 
-Configuration, for now from the environment:
+Configuration, in `Settings` (environment variables):
 
     FELLES_SMTP_URL            smtp://host:25, smtp+starttls://user:pass@host:587, smtps://host:465
     FELLES_SMTP_FROM           the sender address (default: no-reply@localhost)
@@ -33,12 +33,13 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import httpx
+from pydantic import SecretStr
 
 from felles.config import Settings
 from felles.web.observability import log
 
 OUTBOX = "outbox"
-DEFAULT_SENDER = "no-reply@localhost"
+DEFAULT_SENDER: str = Settings.model_fields["smtp_from"].default
 TIMEOUT_SECONDS = 10.0
 MAX_SMS_LENGTH = 612  # four concatenated SMS parts
 
@@ -98,6 +99,10 @@ def _check_header(name: str, value: str) -> None:
         raise ValueError(f"{name} must be one non-empty line")
 
 
+def _secret(value: SecretStr | None) -> str | None:
+    return (value.get_secret_value() or None) if value is not None else None
+
+
 class Notifier:
     """Hands e-mail to an SMTP server and SMS to a gateway, or to the dev outbox."""
 
@@ -120,14 +125,13 @@ class Notifier:
         self.timeout = timeout
 
     @classmethod
-    def from_environment(cls, settings: Settings) -> Notifier:
+    def from_settings(cls, settings: Settings) -> Notifier:
         """FELLES_SMTP_* and FELLES_SMS_GATEWAY_* (see the module docstring)."""
-        env = os.environ
         return cls(
-            smtp_url=env.get("FELLES_SMTP_URL") or None,
-            sms_gateway_url=env.get("FELLES_SMS_GATEWAY_URL") or None,
-            sms_gateway_token=env.get("FELLES_SMS_GATEWAY_TOKEN") or None,
-            sender=env.get("FELLES_SMTP_FROM") or DEFAULT_SENDER,
+            smtp_url=_secret(settings.smtp_url),
+            sms_gateway_url=settings.sms_gateway_url or None,
+            sms_gateway_token=_secret(settings.sms_gateway_token),
+            sender=settings.smtp_from or DEFAULT_SENDER,
             outbox_dir=settings.data_dir / OUTBOX if settings.demo_allowed() else None,
         )
 

@@ -83,7 +83,7 @@ async def send_notices(notices: list[Notice], settings: Settings) -> None:
     """Hand the e-mails over; one that fails is logged (by reference) and the rest go."""
     if not notices:
         return
-    notifier = Notifier.from_environment(settings)
+    notifier = Notifier.from_settings(settings)
     for notice in notices:
         try:
             await notifier.send_email(notice.to, notice.subject, notice.text)
