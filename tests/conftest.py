@@ -217,6 +217,16 @@ def serving(settings: Settings, *, host: str = "127.0.0.1", **env: str) -> Itera
             assert left_running(started) == [], "felles serve left processes running"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def receipt_renderers() -> Iterator[None]:
+    """Tests that render receipts in this process start the renderers' pool; stop it
+    before the interpreter tears down the modules it needs to stop."""
+    yield
+    from felles.portal import receipts
+
+    receipts.shutdown_pool()
+
+
 @pytest.fixture(scope="session")
 def live_server(settings: Settings, db: Database) -> Iterator[str]:
     """The real `felles serve --demo` over real HTTP on a free port, for browser tests."""

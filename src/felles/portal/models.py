@@ -226,3 +226,17 @@ class PendingPost(Base):
     page_id: Mapped[str] = mapped_column(String(41))
     form: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class ReceiptNotice(Base):
+    """An e-mail owed to the sender of a submission whose receipt is stored. Written with
+    the receipt and deleted once the e-mail is handed over (or given up), so a worker
+    that dies in between leaves it to be sent after its lease: at least once."""
+
+    __tablename__ = "portal_receipt_notice"
+
+    submission_id: Mapped[str] = mapped_column(
+        ForeignKey("portal_submission.id", ondelete="CASCADE"), primary_key=True
+    )
+    due_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)

@@ -1,24 +1,51 @@
 """Telling a person by e-mail that their submission arrived (if the contact register has
-their address). The receipt worker writes these for each batch it renders, so the
-receipt page never waits on the mail server; the e-mail says who received what, never
-what was sent."""
+their address); the e-mail says who received what, never what was sent.
+
+The receipt worker stores a `ReceiptNotice` row with each receipt, in the same
+transaction, so the receipt page never waits on the mail server and no e-mail is lost.
+`send_due` then hands the e-mails over in rounds, like the mailbox's notifications:
+**claim** due rows in one short transaction (leasing them: `due_at` moves `LEASE`
+ahead, `attempts` goes up; on PostgreSQL skipping rows another worker holds), **send**
+outside any transaction, **record** only where our lease still holds: a handed-over
+e-mail's row is deleted, a failed one is due again after `RETRY_AFTER`, and after
+`MAX_ATTEMPTS` it is given up (logged by reference). A worker that dies between
+sending and recording leaves its rows to come due again when the lease runs out: at
+least once. The address is looked up when the e-mail is sent, never stored.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sqlalchemy import bindparam, delete, insert, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from felles.config import Settings
+from felles.db import Database
 from felles.notifications.service import NotificationError, Notifier
 from felles.portal import catalogue
-from felles.portal.models import Submission
+from felles.portal.models import ReceiptNotice, Submission
 from felles.registry import service as registry
 from felles.web.i18n import translations
 from felles.web.observability import log
 
 ACCESS = registry.Access(accessed_by="felles-portal", purpose="receipt notification")
+LIMIT = 100
+LEASE = timedelta(minutes=5)
+MAX_ATTEMPTS = 3
+RETRY_AFTER = (timedelta(minutes=1), timedelta(minutes=5))  # after attempt 1, 2
+
+# Owe an e-mail for each of `ids` whose receipt this worker stored just now (stamped
+# `at`): a submission another worker stored first is not owed twice.
+OWE = insert(ReceiptNotice).from_select(
+    ["submission_id", "due_at", "attempts"],
+    select(Submission.id, Submission.receipt_ready_at, literal(0)).where(
+        Submission.id.in_(bindparam("ids", expanding=True)),
+        Submission.receipt_ready_at == bindparam("at"),
+    ),
+)
 
 
 def N_(message: str) -> str:
@@ -40,6 +67,7 @@ class Notice:
     subject: str
     text: str
     reference: str
+    submission_id: str
 
 
 async def receipt_notices(
@@ -74,18 +102,74 @@ async def receipt_notices(
                 gettext(SUBJECT) % values,
                 gettext(BODY) % values,
                 submission.reference,
+                submission.id,
             )
         )
     return notices
 
 
-async def send_notices(notices: list[Notice], settings: Settings) -> None:
-    """Hand the e-mails over; one that fails is logged (by reference) and the rest go."""
-    if not notices:
-        return
-    notifier = Notifier.from_settings(settings)
+async def send_due(
+    db: Database, settings: Settings, *, now: datetime | None = None, limit: int = LIMIT
+) -> int:
+    """Send the receipt e-mails due (up to `limit`); how many rows were handled. Call
+    again while it returns `limit`."""
+    now = now or datetime.now(UTC)
+    notifier = Notifier.from_settings(settings)  # a bad FELLES_SMTP_URL claims nothing
+    lease_until = now + LEASE
+    async with db.session() as session:
+        claimed = await _claim(session, now, lease_until, limit)
+        if not claimed:
+            return 0
+        given_up = {sid for sid, attempts in claimed.items() if attempts > MAX_ATTEMPTS}
+        live = [sid for sid in claimed if sid not in given_up]
+        submissions = list(
+            (await session.scalars(select(Submission).where(Submission.id.in_(live)))).all()
+        )
+        notices = await receipt_notices(session, submissions, settings) if submissions else []
+    failed: set[str] = set()
     for notice in notices:
         try:
             await notifier.send_email(notice.to, notice.subject, notice.text)
         except NotificationError as exc:
+            failed.add(notice.submission_id)
             log.warning("receipt notice not sent", reference=notice.reference, reason=str(exc))
+    for sid in given_up:
+        log.warning("receipt notice given up", submission=sid, attempts=claimed[sid] - 1)
+    async with db.session() as session:
+        ours = ReceiptNotice.due_at == lease_until  # rows whose lease ran out are not ours
+        done = [sid for sid in claimed if sid not in failed]
+        if done:
+            await session.execute(
+                delete(ReceiptNotice).where(ReceiptNotice.submission_id.in_(done), ours)
+            )
+        for sid in failed:
+            attempts = claimed[sid]
+            if attempts >= MAX_ATTEMPTS:
+                log.warning("receipt notice given up", submission=sid, attempts=attempts)
+                change: Any = delete(ReceiptNotice)
+            else:
+                change = update(ReceiptNotice).values(due_at=now + RETRY_AFTER[attempts - 1])
+            await session.execute(change.where(ReceiptNotice.submission_id == sid, ours))
+    return len(claimed)
+
+
+async def _claim(
+    session: AsyncSession, now: datetime, lease_until: datetime, limit: int
+) -> dict[str, int]:
+    """Lease up to `limit` due rows; their attempts (this one included), by submission."""
+    R = ReceiptNotice
+    due = (
+        select(R.submission_id)
+        .where(R.due_at <= now)
+        .order_by(R.due_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)  # PostgreSQL; SQLite has one writer anyway
+    )
+    rows = await session.execute(
+        update(R)
+        .where(R.submission_id.in_(due.scalar_subquery()))
+        .values(due_at=lease_until, attempts=R.attempts + 1)
+        .returning(R.submission_id, R.attempts)
+        .execution_options(synchronize_session=False)
+    )
+    return {sid: attempts for sid, attempts in rows}

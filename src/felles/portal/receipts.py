@@ -284,9 +284,19 @@ async def generate_pending(
     settings: Settings | None = None,
 ) -> int:
     """Render and store up to `limit` receipts still missing, in one batch (one claim,
-    one trip to the renderer, one store), and tell each sender by e-mail that their
-    submission arrived (given the `settings` that say how to send mail); how many were
-    stored. A receipt that fails is logged and tried again next round."""
+    one trip to the renderer, one store), each with the e-mail owed to its sender; then
+    (given the `settings` that say how to send mail) send the e-mails due. How many
+    receipts were stored. A receipt that fails is logged and tried again next round."""
+    stored = await _render_and_store(db, limit, pool)
+    if settings is not None:  # after the commit: no rows held while a mail server answers
+        while await notify.send_due(db, settings) == notify.LIMIT:
+            pass
+    return stored
+
+
+async def _render_and_store(
+    db: Database, limit: int, pool: concurrent.futures.Executor | None
+) -> int:
     statement = (
         select(Submission)
         .where(Submission.receipt_ready_at.is_(None))
@@ -316,15 +326,10 @@ async def generate_pending(
                 log.warning("receipt_failed", reference=submission.reference)
             else:
                 stored.append({"b_id": submission.id, "b_pdf": pdf, "b_at": at})
-        notices: list[notify.Notice] = []
         if stored:
-            await (await session.connection()).execute(STORE, stored)
-            done = {row["b_id"] for row in stored}
-            if settings is not None:
-                sent = [s for s in batch if s.id in done]
-                notices = await notify.receipt_notices(session, sent, settings)
-    if settings is not None:  # after the commit: no rows held while a mail server answers
-        await notify.send_notices(notices, settings)
+            connection = await session.connection()
+            await connection.execute(STORE, stored)
+            await connection.execute(notify.OWE, {"ids": [row["b_id"] for row in stored], "at": at})
     return len(stored)
 
 
