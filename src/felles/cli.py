@@ -99,17 +99,17 @@ def serve(
     reload: Annotated[bool, typer.Option(help="Restart on code changes (development).")] = False,
 ) -> None:
     """Serve the whole platform over HTTP."""
+    conf = settings()
+    if demo and not conf.demo_allowed():  # before the demo code is even imported
+        fail("Demo data is never seeded when FELLES_ENV=prod. Unset --demo or FELLES_ENV.")
+    check_port_free(host, port)
+
     import uvicorn
 
     from felles.demo.service import seed_if_empty
     from felles.identity.demo import seed_scopes
     from felles.portal.demo import publish_examples
     from felles.web.http import CoalescingHttpProtocol
-
-    conf = settings()
-    if demo and not conf.demo_allowed():
-        fail("Demo data is never seeded when FELLES_ENV=prod. Unset --demo or FELLES_ENV.")
-    check_port_free(host, port)
 
     async def prepare(db: Database) -> None:
         if conf.is_sqlite or conf.env.value != "prod":
