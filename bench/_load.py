@@ -25,7 +25,7 @@ import json
 import random
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any, TypeVar
@@ -319,7 +319,10 @@ async def _user(
 
 
 async def run_clients(
-    clients: list[C], start_at: float, seconds: float, user: Callable[[C], Awaitable[None]]
+    clients: list[C],
+    start_at: float,
+    seconds: float,
+    user: Callable[[C], Coroutine[Any, Any, None]],
 ) -> None:
     """From `start_at` (wall clock, shared by the processes) run `user(client)` for every
     client at once until they all end, then close the clients."""
@@ -362,7 +365,9 @@ async def run(command: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def serve(conn: Connection, job: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]) -> None:
+def serve(
+    conn: Connection, job: Callable[[dict[str, Any]], Coroutine[Any, Any, dict[str, Any]]]
+) -> None:
     """A load-generator process's loop: one command in, `job`'s result out, until told to
     stop (also the loop of bench/_portal_load.py)."""
     try:
