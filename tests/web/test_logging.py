@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 
 import pytest
 import structlog
@@ -46,3 +48,24 @@ def test_exceptions_are_formatted_and_masked(capsys: pytest.CaptureFixture[str])
     assert line["level"] == "error"
     assert "ValueError: no person 018180*****" in str(line["exception"])
     assert str(line["target"]).startswith("<object object at")
+
+
+def test_other_libraries_log_the_same_json_and_httpx_keeps_its_urls_to_itself() -> None:
+    """A fresh process, as `felles serve` starts: uvicorn's records become JSON lines
+    too (masked); httpx's request lines, which carry whole URLs, are not written."""
+    script = (
+        "import logging\n"
+        "from felles.web.observability import configure_logging\n"
+        "configure_logging('INFO')\n"
+        "logging.getLogger('uvicorn.error').info('Started for %s', '01818012345')\n"
+        "logging.getLogger('httpx').info('HTTP Request: GET https://rp.example/cb?code=s3cret')\n"
+        "logging.getLogger('alembic').warning('careful')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stderr.splitlines()]
+    assert [(x["logger"], x["level"], x["event"]) for x in lines] == [
+        ("uvicorn.error", "info", "Started for 018180*****"),
+        ("alembic", "warning", "careful"),
+    ]
+    assert "s3cret" not in done.stderr

@@ -87,11 +87,26 @@ def _stderr_logger(*_args: Any) -> _StderrLogger:
     return _StderrLogger()
 
 
+class _JsonFormatter(logging.Formatter):
+    """Other libraries' records (uvicorn's, Alembic's) as the same JSON lines, masked."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        event: dict[str, Any] = {"event": record.getMessage(), "logger": record.name}
+        if record.exc_info:
+            event["exception"] = self.formatException(record.exc_info)
+        return _render(None, record.levelname.lower(), event)
+
+
 def configure_logging(level: str = "INFO") -> None:
     """JSON lines on stderr, one per event; identity numbers are masked as a last defence."""
-    logging.basicConfig(format="%(message)s", stream=sys.stderr, level=level.upper())
-    for noisy in ("uvicorn.access",):
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_JsonFormatter())
+    logging.basicConfig(handlers=[handler], level=level.upper())
+    for noisy in ("uvicorn.access",):  # the edge writes one line per request itself
         logging.getLogger(noisy).disabled = True
+    # httpx says every request's full URL at INFO: a query can carry a secret.
+    for chatty in ("httpx", "httpcore"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     structlog.configure(
         processors=[_render],
         wrapper_class=structlog.make_filtering_bound_logger(
