@@ -124,14 +124,17 @@ def send_letter(
     way it went (digital, print, or none and why)."""
     from felles.mailbox import letters as L
     from felles.mailbox.sending import UnknownPerson, send
-    from felles.registry.numbers import parse_pid
+    from felles.registry.numbers import InvalidNumber, parse_pid
 
+    try:
+        pid = parse_pid(to).value
+    except InvalidNumber as exc:
+        fail(f"--to: {exc}.", code=2)
     try:
         content = file.read_bytes()
     except OSError as exc:
         fail(f"Cannot read {file}: {exc.strerror}")
     conf = settings()
-    pid = parse_pid(to).value
     letter = L.LetterIn(
         recipient=pid,
         title=title or file.stem,
@@ -168,7 +171,7 @@ def send_letter(
 def demo_people() -> None:
     """People of the demo country to send letters to: one with Felles' own mailbox (log
     in as them with TestID to read it), one reserved against digital mail (print), and
-    one not in the contact register."""
+    one with another provider's mailbox."""
     from sqlalchemy import select
 
     from felles.registry.models import ContactInfo, Person
