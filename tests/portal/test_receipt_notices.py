@@ -149,3 +149,21 @@ async def test_a_receipt_another_worker_stored_first_is_not_owed_twice(db: Datab
             notify.OWE, {"ids": [submission.id], "at": datetime.now(UTC)}
         )
     assert await owed(db, submission) is None
+
+
+async def test_a_round_out_of_time_gives_back_what_it_never_tried(
+    db: Database, mail_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    submission = await submitted_with_receipt(db)
+    now = datetime.now(UTC)
+    monkeypatch.setattr(notify, "SEND_BUDGET", -1.0)  # out of time before the first send
+    with SmtpSink() as smtp:
+        mail_settings.smtp_url = SecretStr(smtp.url)
+        await notify.send_due(db, mail_settings, now=now, limit=10_000)
+        assert mails_about(smtp, submission) == 0
+        row = await owed(db, submission)
+        assert row is not None and row.attempts == 0, "due again, the attempt given back"
+        monkeypatch.setattr(notify, "SEND_BUDGET", 120.0)
+        while await notify.send_due(db, mail_settings, limit=10_000) == 10_000:
+            pass
+        assert mails_about(smtp, submission) == 1

@@ -8,15 +8,18 @@ transaction, so the receipt page never waits on the mail server and no e-mail is
 ahead, `attempts` goes up; on PostgreSQL skipping rows another worker holds), **send**
 outside any transaction, **record** only where our lease still holds: a handed-over
 e-mail's row is deleted, a failed one is due again after `RETRY_AFTER`, and after
-`MAX_ATTEMPTS` it is given up (logged by reference). A worker that dies between
-sending and recording leaves its rows to come due again when the lease runs out: at
-least once. The address is looked up when the e-mail is sent, never stored.
+`MAX_ATTEMPTS` it is given up (logged by submission id). No send starts once
+`SEND_BUDGET` has passed (those rows are given back untried), so a round with a slow
+mail server ends inside its lease. A worker that dies between sending and recording
+leaves its rows to come due again when the lease runs out: at least once. The address
+is looked up when the e-mail is sent, never stored.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from time import monotonic
 from typing import Any
 
 from sqlalchemy import bindparam, delete, insert, literal, select, update
@@ -35,6 +38,7 @@ ACCESS = registry.Access(accessed_by="felles-portal", purpose="receipt notificat
 LIMIT = 100
 LEASE = timedelta(minutes=5)
 MAX_ATTEMPTS = 3
+SEND_BUDGET = 120.0  # seconds: no send starts later than this in a round
 RETRY_AFTER = (timedelta(minutes=1), timedelta(minutes=5))  # after attempt 1, 2
 
 # Owe an e-mail for each of `ids` whose receipt this worker stored just now (stamped
@@ -115,7 +119,12 @@ async def send_due(
     again while it returns `limit`."""
     now = now or datetime.now(UTC)
     notifier = Notifier.from_settings(settings)  # a bad FELLES_SMTP_URL claims nothing
+    async with db.session(autocommit=True) as session:  # a read: no write lock for nothing
+        due = select(ReceiptNotice.submission_id).where(ReceiptNotice.due_at <= now).limit(1)
+        if await session.scalar(due) is None:
+            return 0
     lease_until = now + LEASE
+    started = monotonic()
     async with db.session() as session:
         claimed = await _claim(session, now, lease_until, limit)
         if not claimed:
@@ -127,7 +136,11 @@ async def send_due(
         )
         notices = await receipt_notices(session, submissions, settings) if submissions else []
     failed: set[str] = set()
+    untried: set[str] = set()
     for notice in notices:
+        if monotonic() - started > SEND_BUDGET:
+            untried.add(notice.submission_id)
+            continue
         try:
             await notifier.send_email(notice.to, notice.subject, notice.text)
         except NotificationError as exc:
@@ -137,7 +150,13 @@ async def send_due(
         log.warning("receipt notice given up", submission=sid, attempts=claimed[sid] - 1)
     async with db.session() as session:
         ours = ReceiptNotice.due_at == lease_until  # rows whose lease ran out are not ours
-        done = [sid for sid in claimed if sid not in failed]
+        done = [sid for sid in claimed if sid not in failed and sid not in untried]
+        if untried:  # due again at once, the attempt given back
+            await session.execute(
+                update(ReceiptNotice)
+                .where(ReceiptNotice.submission_id.in_(untried), ours)
+                .values(due_at=now, attempts=ReceiptNotice.attempts - 1)
+            )
         if done:
             await session.execute(
                 delete(ReceiptNotice).where(ReceiptNotice.submission_id.in_(done), ours)
