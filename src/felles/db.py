@@ -7,6 +7,7 @@ import operator
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from functools import cache
 from pathlib import Path
 from typing import Any, cast
@@ -15,6 +16,7 @@ import anyio
 import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy import (
     JSON,
+    ColumnElement,
     Delete,
     Executable,
     Insert,
@@ -28,6 +30,7 @@ from sqlalchemy import (
     literal,
     select,
     text,
+    update,
 )
 from sqlalchemy.engine import Connection, Dialect, Result
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
@@ -199,6 +202,38 @@ class Database:
             await self._pool.close()
             self._pool = None
         await self.engine.dispose()
+
+
+def leasing(
+    key: Any,
+    *,
+    due: Any,
+    attempts: Any,
+    now: datetime,
+    until: datetime,
+    limit: int,
+    where: Sequence[ColumnElement[bool]] = (),
+    order_by: Sequence[Any] = (),
+) -> Update:
+    """The UPDATE that leases up to `limit` rows due by `now` (and `where`), oldest
+    first: `due` moves to `until` and `attempts` goes up by one, so rows a worker dies
+    holding fall due again when the lease runs out, with no sweeper. On PostgreSQL rows
+    another worker is leasing are skipped (SQLite has one writer anyway). `key`, `due`
+    and `attempts` are the model's columns; add `.returning(...)` for what the worker
+    needs."""
+    chosen = (
+        select(key)
+        .where(due <= now, *where)
+        .order_by(*(order_by or (due,)))
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return (
+        update(key.class_)
+        .where(key.in_(chosen.scalar_subquery()))
+        .values({due.key: until, attempts.key: attempts + 1})
+        .execution_options(synchronize_session=False)
+    )
 
 
 async def insert_row(session: AsyncSession, model: type[Base], **values: Any) -> None:

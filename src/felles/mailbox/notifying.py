@@ -50,7 +50,7 @@ from sqlalchemy import case, exists, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from felles.config import Settings
-from felles.db import Database, dialect_name
+from felles.db import Database, dialect_name, leasing
 from felles.mailbox.mailbox_events import letter_changed
 from felles.mailbox.models import Letter, Notification
 from felles.mailbox.providers import PROVIDERS
@@ -212,19 +212,18 @@ async def _claim(
     session: AsyncSession, now: datetime, lease_until: datetime, limit: int
 ) -> list[Claimed]:
     N = Notification
-    due = (
-        select(N.id)
-        .where(N.status == "pending", N.due_at <= now)
-        .order_by(N.due_at, N.id)
-        .limit(limit)
-        .with_for_update(skip_locked=True)  # PostgreSQL; SQLite has one writer anyway
+    lease = leasing(
+        N.id,
+        due=N.due_at,
+        attempts=N.attempts,
+        now=now,
+        until=lease_until,
+        limit=limit,
+        where=[N.status == "pending"],
+        order_by=[N.due_at, N.id],
     )
     rows = await session.execute(
-        update(N)
-        .where(N.id.in_(due.scalar_subquery()))
-        .values(due_at=lease_until, attempts=N.attempts + 1)
-        .returning(N.id, N.letter_id, N.channel, N.repetition, N.attempts)
-        .execution_options(synchronize_session=False)
+        lease.returning(N.id, N.letter_id, N.channel, N.repetition, N.attempts)
     )
     return sorted((Claimed(*row) for row in rows), key=lambda c: c.id)
 

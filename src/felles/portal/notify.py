@@ -26,7 +26,7 @@ from sqlalchemy import bindparam, delete, insert, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from felles.config import Settings
-from felles.db import Database
+from felles.db import Database, leasing
 from felles.notifications.service import NotificationError, Notifier
 from felles.portal import catalogue
 from felles.portal.models import ReceiptNotice, Submission
@@ -177,18 +177,8 @@ async def _claim(
 ) -> dict[str, int]:
     """Lease up to `limit` due rows; their attempts (this one included), by submission."""
     R = ReceiptNotice
-    due = (
-        select(R.submission_id)
-        .where(R.due_at <= now)
-        .order_by(R.due_at)
-        .limit(limit)
-        .with_for_update(skip_locked=True)  # PostgreSQL; SQLite has one writer anyway
+    lease = leasing(
+        R.submission_id, due=R.due_at, attempts=R.attempts, now=now, until=lease_until, limit=limit
     )
-    rows = await session.execute(
-        update(R)
-        .where(R.submission_id.in_(due.scalar_subquery()))
-        .values(due_at=lease_until, attempts=R.attempts + 1)
-        .returning(R.submission_id, R.attempts)
-        .execution_options(synchronize_session=False)
-    )
+    rows = await session.execute(lease.returning(R.submission_id, R.attempts))
     return {sid: attempts for sid, attempts in rows}
