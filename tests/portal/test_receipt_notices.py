@@ -5,7 +5,6 @@ and the database of this run."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -24,9 +23,9 @@ from tests.portal.test_receipts import KINDERGARTEN
 
 
 @pytest.fixture
-def mail_settings(settings: Settings) -> Iterator[Settings]:
-    """The run's settings, e-mail going to whatever SMTP server a test sets."""
-    yield settings.model_copy()
+def mail_settings(settings: Settings) -> Settings:
+    """A copy of the run's settings, e-mail going to whatever SMTP server a test sets."""
+    return settings.model_copy()
 
 
 async def someone_with_email(db: Database, *, email: bool = True) -> str:

@@ -71,26 +71,21 @@ class InvalidMessage(CmsError):
         super().__init__(_INVALID)
 
 
-def _der_length(n: int) -> bytes:
-    if n < 0x80:
-        return bytes((n,))
-    body = n.to_bytes((n.bit_length() + 7) // 8, "big")
-    return bytes((0x80 | len(body),)) + body
-
-
-def _tlv(tag: int, body: bytes) -> bytes:
-    return bytes((tag,)) + _der_length(len(body)) + body
-
-
 def _header(tag: int, length: int) -> bytes:
-    # The short forms cover every header of a letter but its outermost few.
+    """A DER tag and length. The first three forms cover every header of a letter but
+    its outermost few, without building the length's bytes."""
     if length < 0x80:
         return bytes((tag, length))
     if length < 0x100:
         return bytes((tag, 0x81, length))
     if length < 0x10000:
         return bytes((tag, 0x82, length >> 8, length & 0xFF))
-    return bytes((tag,)) + _der_length(length)
+    body = length.to_bytes((length.bit_length() + 7) // 8, "big")
+    return bytes((tag, 0x80 | len(body))) + body
+
+
+def _tlv(tag: int, body: bytes) -> bytes:
+    return _header(tag, len(body)) + body
 
 
 def _oaep_params(oaep_hash: OaepHash) -> algos.RSAESOAEPParams:

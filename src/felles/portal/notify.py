@@ -146,11 +146,12 @@ async def send_due(
         except NotificationError as exc:
             failed.add(notice.submission_id)
             log.warning("receipt notice not sent", reference=notice.reference, reason=str(exc))
-    for sid in given_up:
-        log.warning("receipt notice given up", submission=sid, attempts=claimed[sid] - 1)
+    retry = {sid for sid in failed if claimed[sid] < MAX_ATTEMPTS}
+    for sid in sorted(given_up | (failed - retry)):
+        log.warning("receipt notice given up", submission=sid, attempts=MAX_ATTEMPTS)
     async with db.session() as session:
         ours = ReceiptNotice.due_at == lease_until  # rows whose lease ran out are not ours
-        done = [sid for sid in claimed if sid not in failed and sid not in untried]
+        done = [sid for sid in claimed if sid not in retry and sid not in untried]
         if untried:  # due again at once, the attempt given back
             await session.execute(
                 update(ReceiptNotice)
@@ -161,14 +162,12 @@ async def send_due(
             await session.execute(
                 delete(ReceiptNotice).where(ReceiptNotice.submission_id.in_(done), ours)
             )
-        for sid in failed:
-            attempts = claimed[sid]
-            if attempts >= MAX_ATTEMPTS:
-                log.warning("receipt notice given up", submission=sid, attempts=attempts)
-                change: Any = delete(ReceiptNotice)
-            else:
-                change = update(ReceiptNotice).values(due_at=now + RETRY_AFTER[attempts - 1])
-            await session.execute(change.where(ReceiptNotice.submission_id == sid, ours))
+        for sid in retry:
+            await session.execute(
+                update(ReceiptNotice)
+                .where(ReceiptNotice.submission_id == sid, ours)
+                .values(due_at=now + RETRY_AFTER[claimed[sid] - 1])
+            )
     return len(claimed)
 
 
